@@ -1,0 +1,57 @@
+/**
+ * The one place for ImageShift's error types.
+ *
+ * Hot paths (parsing an image, rewriting it) return results instead of throwing, so a
+ * bad image in one container can never abort the handling of a whole pod. The classes
+ * here are for the edges: command-line usage, unreadable files, and internal errors
+ * that the webhook reports and (by default) fails open on.
+ */
+
+/** Where a problem sits in the rule sources: `file`, YAML document index and field path. */
+export interface Location {
+  /** A file path, or an object identity such as `Imageshift/airgap` for cluster objects. */
+  source: string;
+  /** Zero-based index of the YAML document in a multi-document file. */
+  document?: number;
+  /** Field path such as `spec.mappings.regexSwap[2].expression`. */
+  field?: string;
+}
+
+/** One problem found while validating rule objects. */
+export interface Issue {
+  location: Location;
+  message: string;
+  /** Warnings never drop a rule; errors drop the rule (or the object) they name. */
+  severity: "error" | "warning";
+}
+
+export function formatLocation(location: Location): string {
+  let text = location.source;
+  if (location.document !== undefined) text += `#${location.document}`;
+  if (location.field) text += `: ${location.field}`;
+  return text;
+}
+
+export function formatIssue(issue: Issue): string {
+  return `${issue.severity}: ${formatLocation(issue.location)}: ${issue.message}`;
+}
+
+/** Base class, so callers can tell our errors from bugs. */
+export class ImageShiftError extends Error {
+  override name = "ImageShiftError";
+}
+
+/** Wrong command-line arguments or flags; the CLI exits 2. */
+export class UsageError extends ImageShiftError {
+  override name = "UsageError";
+}
+
+/** Rule sources that could not be read at all (missing path, unreadable file). */
+export class RuleSourceError extends ImageShiftError {
+  override name = "RuleSourceError";
+}
+
+/** The message of anything thrown, for logs and admission warnings. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,189 @@
+/**
+ * Container image references, parsed and normalized exactly as the container ecosystem
+ * (distribution/reference, which containerd, CRI-O and the kubelet use) does.
+ *
+ *   reference := name [ ":" tag ] [ "@" digest ]
+ *   name      := [ domain "/" ] path          (at most 255 characters once normalized)
+ *   domain    := host [ ":" port ]            host: DNS name or "[" IPv6 "]"
+ *
+ * Normalization: the first path component is a domain only if it contains "." or ":",
+ * is "localhost", or is not all lower case; otherwise the image lives on Docker Hub
+ * ("docker.io", or the caller's default registry) and a single-component Docker Hub path
+ * gets "library/". "index.docker.io" folds to "docker.io". No tag is ever invented.
+ *
+ * No npm package implements the current grammar, so it is written here. Parsing returns
+ * a result instead of throwing: a bad image must never abort the handling of a pod.
+ */
+
+export const DOCKER_HUB = "docker.io";
+const LEGACY_DOCKER_HUB = "index.docker.io";
+const OFFICIAL_REPO_PREFIX = "library/";
+export const NAME_MAX_LENGTH = 255;
+/** Longer input cannot be valid (name 255 + tag 128 + digest); refuse it before any regex runs. */
+const INPUT_MAX_LENGTH = 1024;
+
+// Pieces of the grammar. All are anchored and free of ambiguous nesting, so they run in
+// linear time on any input (they only ever see our own fixed patterns, never user ones).
+const DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+const DOMAIN_RE = new RegExp(
+  `^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`,
+);
+const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG_RE = /^[\w][\w.-]{0,127}$/;
+const DIGEST_ALGORITHM_RE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*$/;
+const IDENTIFIER_RE = /^[a-f0-9]{64}$/;
+/** Hex lengths of the digest algorithms the registries and runtimes accept. */
+const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 };
+const LOWER_HEX_RE = /^[a-f0-9]+$/;
+
+export interface ImageReference {
+  /** Registry host with optional port, e.g. `docker.io`, `localhost:5000`, `[::1]:5000`. */
+  readonly domain: string;
+  /** Repository path below the domain, e.g. `library/nginx`. */
+  readonly path: string;
+  readonly tag?: string;
+  /** `algorithm:hex`, e.g. `sha256:…`. */
+  readonly digest?: string;
+}
+
+export type ParseResult =
+  | { readonly ok: true; readonly reference: ImageReference }
+  | { readonly ok: false; readonly error: string };
+
+export interface ParseOptions {
+  /**
+   * Registry that names without a domain resolve to (an `Imageshift`'s `spec.default`).
+   * `library/` is only added for Docker Hub, the one registry with that convention.
+   */
+  defaultDomain?: string;
+}
+
+function fail(input: string, reason: string): ParseResult {
+  return { ok: false, error: `invalid image reference ${JSON.stringify(input)}: ${reason}` };
+}
+
+/** True when the first path component names a registry rather than a Docker Hub namespace. */
+function isDomain(component: string): boolean {
+  return (
+    component.includes(".") ||
+    component.includes(":") ||
+    component === "localhost" ||
+    component.toLowerCase() !== component
+  );
+}
+
+function checkDigest(digest: string): string | undefined {
+  const colon = digest.indexOf(":");
+  if (colon <= 0) return `digest ${JSON.stringify(digest)} must be algorithm:hex`;
+  const algorithm = digest.slice(0, colon);
+  const hex = digest.slice(colon + 1);
+  if (!DIGEST_ALGORITHM_RE.test(algorithm))
+    return `digest algorithm ${JSON.stringify(algorithm)} is malformed`;
+  const length = DIGEST_HEX_LENGTH[algorithm];
+  if (length === undefined) return `digest algorithm ${JSON.stringify(algorithm)} is not supported`;
+  if (hex.length !== length || !LOWER_HEX_RE.test(hex)) {
+    return `${algorithm} digest must be ${length} lower-case hex characters, got ${JSON.stringify(hex)}`;
+  }
+  return undefined;
+}
+
+/** Parses and normalizes an image reference. Never throws. */
+export function parseReference(input: string, options: ParseOptions = {}): ParseResult {
+  if (typeof input !== "string" || input.length === 0) return fail(String(input ?? ""), "empty");
+  if (input.length > INPUT_MAX_LENGTH) return fail(`${input.slice(0, 64)}…`, "too long");
+  if (IDENTIFIER_RE.test(input)) return fail(input, "a 64-character hex string is an image ID, not a name");
+
+  let rest = input;
+  let digest: string | undefined;
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    const problem = checkDigest(digest);
+    if (problem) return fail(input, problem);
+  }
+
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(":");
+  if (colon > rest.lastIndexOf("/")) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!TAG_RE.test(tag)) return fail(input, `tag ${JSON.stringify(tag)} is invalid`);
+  }
+
+  const slash = rest.indexOf("/");
+  let domain: string;
+  let path: string;
+  if (slash >= 0 && isDomain(rest.slice(0, slash))) {
+    domain = rest.slice(0, slash);
+    path = rest.slice(slash + 1);
+    if (!DOMAIN_RE.test(domain)) return fail(input, `registry ${JSON.stringify(domain)} is invalid`);
+    if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
+  } else {
+    domain = options.defaultDomain ?? DOCKER_HUB;
+    if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
+    path = rest;
+  }
+  if (domain === DOCKER_HUB && !path.includes("/")) path = OFFICIAL_REPO_PREFIX + path;
+
+  if (path.length === 0) return fail(input, "repository name is empty");
+  if (path.toLowerCase() !== path) {
+    return fail(input, `repository name ${JSON.stringify(path)} must be lower case`);
+  }
+  for (const component of path.split("/")) {
+    if (!PATH_COMPONENT_RE.test(component)) {
+      return fail(input, `repository path component ${JSON.stringify(component)} is invalid`);
+    }
+  }
+  const nameLength = domain.length + 1 + path.length;
+  if (nameLength > NAME_MAX_LENGTH) {
+    return fail(input, `name is ${nameLength} characters, more than ${NAME_MAX_LENGTH}`);
+  }
+
+  const reference: ImageReference =
+    tag === undefined && digest === undefined
+      ? { domain, path }
+      : digest === undefined
+        ? { domain, path, tag }
+        : tag === undefined
+          ? { domain, path, digest }
+          : { domain, path, tag, digest };
+  return { ok: true, reference };
+}
+
+/** `domain/path`, the repository name without tag or digest. */
+export function nameOf(reference: ImageReference): string {
+  return `${reference.domain}/${reference.path}`;
+}
+
+/** The canonical string `domain/path[:tag][@digest]`. */
+export function formatReference(reference: ImageReference): string {
+  let text = nameOf(reference);
+  if (reference.tag !== undefined) text += `:${reference.tag}`;
+  if (reference.digest !== undefined) text += `@${reference.digest}`;
+  return text;
+}
+
+/** Parses a registry-with-optional-path such as `docker.io` or `docker.io/bitnami`. */
+export function parseRegistryPrefix(
+  input: string,
+): { ok: true; prefix: string } | { ok: false; error: string } {
+  const slash = input.indexOf("/");
+  let domain = slash >= 0 ? input.slice(0, slash) : input;
+  const path = slash >= 0 ? input.slice(slash + 1) : "";
+  const bad = (reason: string) => ({
+    ok: false as const,
+    error: `invalid registry ${JSON.stringify(input)}: ${reason}`,
+  });
+  if (domain.length === 0) return bad("empty");
+  if (!DOMAIN_RE.test(domain)) return bad(`host ${JSON.stringify(domain)} is invalid`);
+  if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
+  if (path.length > 0) {
+    for (const component of path.split("/")) {
+      if (!PATH_COMPONENT_RE.test(component)) {
+        return bad(`path component ${JSON.stringify(component)} is invalid`);
+      }
+    }
+  }
+  return { ok: true, prefix: path.length > 0 ? `${domain}/${path}` : domain };
+}

@@ -1,0 +1,112 @@
+/**
+ * Rule documents from files: a file or a folder of `.yaml`, `.yml` and `.json` files
+ * (multi-document YAML), the same documents a user applies to the cluster.
+ *
+ * A folder is read non-recursively in name order, like `kubectl apply -f DIR`. A YAML
+ * syntax error loses only the document it is in.
+ */
+import { readdir, readFile, stat } from "node:fs/promises";
+import { extname, join } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { errorMessage, type Issue, type Location, RuleSourceError } from "../errors.ts";
+import { type CompiledObject, compileObject } from "./compile.ts";
+import type { Rule } from "./rule.ts";
+import { RuleSet } from "./ruleset.ts";
+
+export const RULE_FILE_EXTENSIONS = new Set([".yaml", ".yml", ".json"]);
+
+export interface RuleDocument {
+  readonly location: Location;
+  readonly value: unknown;
+}
+
+/** Parses the YAML (or JSON) text of one file into documents; syntax errors become issues. */
+export function parseRuleText(text: string, source: string): { documents: RuleDocument[]; issues: Issue[] } {
+  const documents: RuleDocument[] = [];
+  const issues: Issue[] = [];
+  parseAllDocuments(text, { prettyErrors: true }).forEach((doc, index) => {
+    const location = { source, document: index };
+    if (doc.errors.length > 0) {
+      for (const error of doc.errors)
+        issues.push({ location, message: `YAML: ${error.message}`, severity: "error" });
+      return;
+    }
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (value !== null && value !== undefined) documents.push({ location, value });
+  });
+  return { documents, issues };
+}
+
+/** Lists the rule files at a path (a file, or a folder's rule files in name order). */
+export async function listRuleFiles(path: string): Promise<string[]> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw new RuleSourceError(`cannot read rules at ${JSON.stringify(path)}: ${errorMessage(error)}`);
+  }
+  if (!info.isDirectory()) return [path];
+  const names = (await readdir(path)).filter((name) => RULE_FILE_EXTENSIONS.has(extname(name))).sort();
+  return names.map((name) => join(path, name));
+}
+
+export async function readRuleDocuments(
+  path: string,
+): Promise<{ documents: RuleDocument[]; issues: Issue[] }> {
+  const documents: RuleDocument[] = [];
+  const issues: Issue[] = [];
+  for (const file of await listRuleFiles(path)) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (error) {
+      throw new RuleSourceError(`cannot read rule file ${JSON.stringify(file)}: ${errorMessage(error)}`);
+    }
+    const parsed = parseRuleText(text, file);
+    documents.push(...parsed.documents);
+    issues.push(...parsed.issues);
+  }
+  return { documents, issues };
+}
+
+/** Every object, its surviving rules and every issue: what `validate`, status and logs report. */
+export interface CompiledRules {
+  readonly ruleSet: RuleSet;
+  readonly objects: readonly CompiledObject[];
+  readonly issues: readonly Issue[];
+}
+
+/** Compiles documents into one rule set. Invalid rules are dropped; everything valid is kept. */
+export function compileDocuments(
+  documents: readonly RuleDocument[],
+  earlierIssues: readonly Issue[] = [],
+): CompiledRules {
+  const issues: Issue[] = [...earlierIssues];
+  const objects: CompiledObject[] = [];
+  const seen = new Map<string, Location>();
+  for (const { value, location } of documents) {
+    const result = compileObject(value, location);
+    issues.push(...result.issues);
+    if (!result.object) continue;
+    const identity = `${result.object.kind}/${result.object.name}`;
+    const first = seen.get(identity);
+    if (first) {
+      issues.push({
+        location: { ...location, field: "metadata.name" },
+        message: `duplicate ${identity}, first defined at ${first.source}#${first.document ?? 0}; this one is ignored`,
+        severity: "error",
+      });
+      continue;
+    }
+    seen.set(identity, location);
+    objects.push(result.object);
+  }
+  const rules: Rule[] = objects.flatMap((object) => [...object.rules]);
+  return { ruleSet: new RuleSet(rules), objects, issues };
+}
+
+/** Reads and compiles the rules at a path (file or folder). Throws RuleSourceError only when unreadable. */
+export async function loadRules(path: string): Promise<CompiledRules> {
+  const { documents, issues } = await readRuleDocuments(path);
+  return compileDocuments(documents, issues);
+}

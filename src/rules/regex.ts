@@ -1,0 +1,187 @@
+/**
+ * User regular expressions: RE2 syntax, linear-time matching (re2js, a port of Go's
+ * regexp), so no rule can stall the webhook with catastrophic backtracking.
+ *
+ * Two accommodations for rules written for other tools, both documented in
+ * docs/rules.md:
+ * - A doubled backslash (`gcr\\.io`, a double-escaping slip common in YAML) can never
+ *   match an image reference, which has no backslash; it is read as a single one, with a
+ *   warning.
+ * - `RegistryRewriteRule` patterns of the form `^(?!P)REST`, as the Mutating Registry
+ *   Webhook's documentation uses, become "matches `^REST` and does not match `^P`": the
+ *   same meaning, in linear time. Any other lookaround or backreference is refused with a
+ *   message pointing to `exclude`.
+ */
+import { RE2JS } from "re2js";
+import { errorMessage } from "../errors.ts";
+
+export interface CompiledPattern {
+  readonly source: string;
+  readonly regex: RE2JS;
+  /** For `^(?!P)…` patterns: an image matching this is not matched by the pattern. */
+  readonly unless?: RE2JS;
+  readonly warnings: readonly string[];
+}
+
+export type PatternResult = { ok: true; pattern: CompiledPattern } | { ok: false; error: string };
+
+export interface PatternOptions {
+  /** Accept a leading negative lookahead `^(?!P)` (RegistryRewriteRule compatibility). */
+  allowLeadingNegativeLookahead?: boolean;
+}
+
+const LOOKAROUND = /\(\?<?[=!]/;
+const BACKREFERENCE = /\\[1-9]/;
+
+/** Reads `\\` as `\` (see the header). Returns the pattern unchanged when there is none. */
+export function undoubleBackslashes(pattern: string): string {
+  return pattern.includes("\\\\") ? pattern.replaceAll("\\\\", "\\") : pattern;
+}
+
+/** Index of the `)` closing the group that opens at `open`, or -1. Skips escapes and classes. */
+function closingParen(pattern: string, open: number): number {
+  let depth = 0;
+  let inClass = false;
+  for (let i = open; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") {
+      i++;
+    } else if (inClass) {
+      if (c === "]") inClass = false;
+    } else if (c === "[") {
+      inClass = true;
+      if (pattern[i + 1] === "]") i++;
+    } else if (c === "(") {
+      depth++;
+    } else if (c === ")") {
+      depth--;
+      if (depth === 0) return i;
+    }
+  }
+  return -1;
+}
+
+function compileRe2(pattern: string): { ok: true; regex: RE2JS } | { ok: false; error: string } {
+  try {
+    return { ok: true, regex: RE2JS.compile(pattern) };
+  } catch (error) {
+    return { ok: false, error: `invalid RE2 expression ${JSON.stringify(pattern)}: ${errorMessage(error)}` };
+  }
+}
+
+function unsupported(source: string, what: string, allowLeading: boolean): PatternResult {
+  const hint = allowLeading
+    ? "only a leading ^(?!…) is accepted here; or use an Imageshift object's spec.exclude"
+    : "use spec.exclude to keep images out of this object";
+  return {
+    ok: false,
+    error: `${what} in ${JSON.stringify(source)} is not supported (RE2 matches in linear time): ${hint}`,
+  };
+}
+
+/** Compiles a user pattern; never throws. */
+export function compilePattern(source: string, options: PatternOptions = {}): PatternResult {
+  const warnings: string[] = [];
+  let pattern = undoubleBackslashes(source);
+  if (pattern !== source) {
+    warnings.push(
+      `read the doubled backslashes in ${JSON.stringify(source)} as single ones (${JSON.stringify(pattern)}): an image reference never contains a backslash`,
+    );
+  }
+  const allowLeading = options.allowLeadingNegativeLookahead === true;
+  if (BACKREFERENCE.test(pattern)) return unsupported(source, "a backreference", allowLeading);
+
+  let unless: RE2JS | undefined;
+  if (allowLeading && pattern.startsWith("^(?!")) {
+    const close = closingParen(pattern, 1);
+    if (close > 0) {
+      const excluded = pattern.slice(4, close);
+      pattern = `^${pattern.slice(close + 1)}`;
+      if (!LOOKAROUND.test(excluded)) {
+        const compiled = compileRe2(`^(?:${excluded})`);
+        if (!compiled.ok) return compiled;
+        unless = compiled.regex;
+      } else {
+        return unsupported(source, "a nested lookaround", allowLeading);
+      }
+    }
+  }
+  if (LOOKAROUND.test(pattern)) return unsupported(source, "a lookahead or lookbehind", allowLeading);
+
+  const compiled = compileRe2(pattern);
+  if (!compiled.ok) return compiled;
+  const result: CompiledPattern = unless
+    ? { source, regex: compiled.regex, unless, warnings }
+    : { source, regex: compiled.regex, warnings };
+  return { ok: true, pattern: result };
+}
+
+/** Runs a compiled pattern; returns the capture groups (index 0: whole match) or null. */
+export function execPattern(pattern: CompiledPattern, input: string): (string | undefined)[] | null {
+  if (pattern.unless?.test(input)) return null;
+  return pattern.regex.exec(input);
+}
+
+/** A replacement template: literal text and group numbers, in order. */
+export type Template = readonly (string | number)[];
+
+export type TemplateResult = { ok: true; template: Template } | { ok: false; error: string };
+
+const NAME_CHAR = /[A-Za-z0-9_]/;
+
+/**
+ * Parses `$1`, `${1}`, `$name`, `${name}` and `$$` against a pattern's groups, as Go's
+ * `Regexp.Expand` reads them (a name is the longest run of letters, digits and `_`).
+ * Unlike Go, an unknown group is an error rather than silently empty text.
+ */
+export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
+  const parts: (string | number)[] = [];
+  const names = regex.namedGroups() as Record<string, number>;
+  const groups = regex.groupCount();
+  let literal = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== "$") {
+      literal += c;
+      continue;
+    }
+    if (text[i + 1] === "$") {
+      literal += "$";
+      i++;
+      continue;
+    }
+    let name = "";
+    if (text[i + 1] === "{") {
+      const end = text.indexOf("}", i + 2);
+      if (end < 0) return { ok: false, error: `unclosed "\${" in replacement ${JSON.stringify(text)}` };
+      name = text.slice(i + 2, end);
+      i = end;
+    } else {
+      let j = i + 1;
+      while (j < text.length && NAME_CHAR.test(text[j] ?? "")) j++;
+      name = text.slice(i + 1, j);
+      i = j - 1;
+    }
+    if (name === "")
+      return { ok: false, error: `lone "$" in replacement ${JSON.stringify(text)}; write $$ for a dollar` };
+    const group = /^\d+$/.test(name) ? Number(name) : names[name];
+    if (group === undefined || group > groups) {
+      return {
+        ok: false,
+        error: `replacement ${JSON.stringify(text)} refers to group ${JSON.stringify(name)}, but the expression has ${groups} group(s)${/^\d/.test(name) ? " (write ${1}x to follow a group with text)" : ""}`,
+      };
+    }
+    if (literal) parts.push(literal);
+    literal = "";
+    parts.push(group);
+  }
+  if (literal) parts.push(literal);
+  return { ok: true, template: parts };
+}
+
+/** Fills a template with a match's groups; a group that did not take part is empty. */
+export function expandTemplate(template: Template, groups: readonly (string | undefined)[]): string {
+  let out = "";
+  for (const part of template) out += typeof part === "number" ? (groups[part] ?? "") : part;
+  return out;
+}

@@ -1,0 +1,120 @@
+/**
+ * The rule objects' schemas: the single source of truth for the TypeScript types, the
+ * structural half of validation, and (later) the CRDs' OpenAPI schemas.
+ *
+ * Two kinds are accepted:
+ * - `imageshift.dev/v1` `Imageshift`: ImageShift's own object (many may exist).
+ * - `dev.flemzord.fr/v1alpha1` `RegistryRewriteRule`: the Mutating Registry Webhook's
+ *   object, accepted verbatim so its users can switch without rewriting rules.
+ *
+ * Semantic checks that a schema cannot express (registry syntax, RE2 compilation,
+ * replacement groups) live in `validate.ts`.
+ */
+import { type Static, Type } from "@sinclair/typebox";
+
+export const IMAGESHIFT_GROUP = "imageshift.dev";
+export const IMAGESHIFT_API_VERSION = "imageshift.dev/v1";
+export const IMAGESHIFT_KIND = "Imageshift";
+export const COMPAT_GROUP = "dev.flemzord.fr";
+export const COMPAT_API_VERSION = "dev.flemzord.fr/v1alpha1";
+export const COMPAT_KIND = "RegistryRewriteRule";
+
+const NonEmptyString = (description: string) => Type.String({ minLength: 1, description });
+const StringMap = (description: string) => Type.Record(Type.String(), Type.String(), { description });
+
+export const LabelSelectorSchema = Type.Object(
+  {
+    matchLabels: Type.Optional(StringMap("Labels that must all be present with these values.")),
+    matchExpressions: Type.Optional(
+      Type.Array(
+        Type.Object({
+          key: NonEmptyString("Label key."),
+          operator: Type.Union(
+            [Type.Literal("In"), Type.Literal("NotIn"), Type.Literal("Exists"), Type.Literal("DoesNotExist")],
+            { description: "In, NotIn, Exists or DoesNotExist." },
+          ),
+          values: Type.Optional(Type.Array(Type.String())),
+        }),
+      ),
+    ),
+  },
+  { description: "A Kubernetes label selector; empty or absent selects everything." },
+);
+export type LabelSelector = Static<typeof LabelSelectorSchema>;
+
+export const SwapSchema = Type.Object({
+  registry: NonEmptyString("Registry host, optionally with a path prefix (docker.io/bitnami)."),
+  target: NonEmptyString("Registry (and optional path) that replaces the matched prefix."),
+});
+export const ExactSwapSchema = Type.Object({
+  reference: NonEmptyString("Image to replace; an absent tag means latest."),
+  target: NonEmptyString("Replacement image; without its own tag or digest it keeps the source's."),
+});
+export const RegexSwapSchema = Type.Object({
+  expression: NonEmptyString("RE2 expression matched against the canonical image reference."),
+  target: NonEmptyString("Replacement with $1, ${1}, ${name} and $$."),
+});
+
+export const ImageshiftSpecSchema = Type.Object({
+  default: Type.Optional(NonEmptyString("Registry that names without a registry resolve to.")),
+  priority: Type.Optional(Type.Integer({ description: "Higher objects are consulted first." })),
+  mode: Type.Optional(
+    Type.Union([Type.Literal("Enforce"), Type.Literal("Audit")], {
+      description: "Enforce rewrites; Audit only reports what would change.",
+    }),
+  ),
+  namespaceSelector: Type.Optional(LabelSelectorSchema),
+  podSelector: Type.Optional(LabelSelectorSchema),
+  exclude: Type.Optional(
+    Type.Array(NonEmptyString("RE2 expression over the canonical image."), {
+      description: "Images matching any of these are never rewritten by this object.",
+    }),
+  ),
+  mappings: Type.Object({
+    swap: Type.Optional(Type.Array(SwapSchema)),
+    exactSwap: Type.Optional(Type.Array(ExactSwapSchema)),
+    regexSwap: Type.Optional(Type.Array(RegexSwapSchema)),
+  }),
+});
+export type ImageshiftSpec = Static<typeof ImageshiftSpecSchema>;
+
+export const CompatRuleSchema = Type.Object({
+  match: NonEmptyString("RE2 expression matched against the image as written in the pod."),
+  replace: NonEmptyString("Replacement with $1, ${1}, ${name} and $$."),
+  priority: Type.Optional(Type.Integer({ description: "Higher rules are tried first." })),
+  conditions: Type.Optional(
+    Type.Object({
+      namespaces: Type.Optional(Type.Array(Type.String(), { description: "Only pods in these namespaces." })),
+      labels: Type.Optional(StringMap("Only pods with all these labels.")),
+    }),
+  ),
+});
+export const CompatSpecSchema = Type.Object({
+  rules: Type.Array(CompatRuleSchema, { minItems: 1 }),
+});
+export type CompatSpec = Static<typeof CompatSpecSchema>;
+
+/** The part of `metadata` the engine reads. */
+export const MetadataSchema = Type.Object({
+  name: NonEmptyString("Object name."),
+  generation: Type.Optional(Type.Integer()),
+});
+
+export const ImageshiftSchema = Type.Object({
+  apiVersion: Type.Literal(IMAGESHIFT_API_VERSION),
+  kind: Type.Literal(IMAGESHIFT_KIND),
+  metadata: MetadataSchema,
+  spec: ImageshiftSpecSchema,
+});
+export type Imageshift = Static<typeof ImageshiftSchema>;
+
+export const RegistryRewriteRuleSchema = Type.Object({
+  apiVersion: Type.Literal(COMPAT_API_VERSION),
+  kind: Type.Literal(COMPAT_KIND),
+  metadata: MetadataSchema,
+  spec: CompatSpecSchema,
+});
+export type RegistryRewriteRule = Static<typeof RegistryRewriteRuleSchema>;
+
+export type RuleObject = Imageshift | RegistryRewriteRule;
+export type RuleKind = typeof IMAGESHIFT_KIND | typeof COMPAT_KIND;
