@@ -24,12 +24,7 @@ const INPUT_MAX_LENGTH = 1024;
 
 // Pieces of the grammar. All are anchored and free of ambiguous nesting, so they run in
 // linear time on any input (they only ever see our own fixed patterns, never user ones).
-const DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-const DOMAIN_RE = new RegExp(
-  `^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$`,
-);
 const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_ALGORITHM_RE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*$/;
 const IDENTIFIER_RE = /^[a-f0-9]{64}$/;
 /** Hex lengths of the digest algorithms the registries and runtimes accept. */
@@ -62,14 +57,86 @@ function fail(input: string, reason: string): ParseResult {
   return { ok: false, error: `invalid image reference ${JSON.stringify(input)}: ${reason}` };
 }
 
+// Character scanners for the grammar in the header (domain components
+// `[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?`, path components `[a-z0-9]+` joined by `.`,
+// `_`, `__` or runs of `-`, tags `[\w][\w.-]{0,127}`). They run on every image of every
+// pod, so they walk char codes instead of running regular expressions and splitting
+// strings: about 4x faster on this machine (docs/performance.md).
+const isLowerAlnum = (c: number) => (c >= 97 && c <= 122) || (c >= 48 && c <= 57);
+const isAlnum = (c: number) => isLowerAlnum(c) || (c >= 65 && c <= 90);
+const isUpper = (c: number) => c >= 65 && c <= 90;
+
 /** True when the first path component names a registry rather than a Docker Hub namespace. */
-function isDomain(component: string): boolean {
-  return (
-    component.includes(".") ||
-    component.includes(":") ||
-    component === "localhost" ||
-    component.toLowerCase() !== component
-  );
+function isDomain(text: string, end: number): boolean {
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */ || c === 58 /* : */ || isUpper(c)) return true;
+  }
+  return end === 9 && text.startsWith("localhost");
+}
+
+/** `path-component ("/" path-component)*` with the grammar's separators. */
+function isValidPath(path: string): boolean {
+  // state: 0 expect alnum (component start or after "." / "__"), 1 after alnum,
+  // 2 after one "_", 3 after "-" run
+  let state = 0;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (isLowerAlnum(c)) state = 1;
+    else if (state === 1 && (c === 46 || c === 47)) state = 0;
+    else if (state === 1 && c === 95) state = 2;
+    else if (state === 2 && c === 95) state = 0;
+    else if ((state === 1 || state === 3) && c === 45) state = 3;
+    else return false;
+  }
+  return state === 1;
+}
+
+/** `host[:port]`, host a DNS name or a bracketed IPv6 address. */
+function isValidDomain(domain: string): boolean {
+  let i = 0;
+  const n = domain.length;
+  if (domain.charCodeAt(0) === 91 /* [ */) {
+    i = 1;
+    while (i < n && (isAlnum(domain.charCodeAt(i)) || domain.charCodeAt(i) === 58)) {
+      const c = domain.charCodeAt(i);
+      if (!((c >= 48 && c <= 58) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70))) return false;
+      i++;
+    }
+    if (i === 1 || domain.charCodeAt(i) !== 93 /* ] */) return false;
+    i++;
+  } else {
+    while (true) {
+      // One DNS label: alnum, then alnum or "-", not ending in "-".
+      if (i >= n || !isAlnum(domain.charCodeAt(i))) return false;
+      while (i < n && (isAlnum(domain.charCodeAt(i)) || domain.charCodeAt(i) === 45)) i++;
+      if (domain.charCodeAt(i - 1) === 45) return false;
+      if (i < n && domain.charCodeAt(i) === 46) {
+        i++;
+        continue;
+      }
+      break;
+    }
+  }
+  if (i === n) return true;
+  if (domain.charCodeAt(i) !== 58 || i + 1 === n) return false;
+  for (i++; i < n; i++) if (domain.charCodeAt(i) < 48 || domain.charCodeAt(i) > 57) return false;
+  return true;
+}
+
+function isValidTag(tag: string): boolean {
+  if (tag.length === 0 || tag.length > 128) return false;
+  for (let i = 0; i < tag.length; i++) {
+    const c = tag.charCodeAt(i);
+    if (!(isAlnum(c) || c === 95 || (i > 0 && (c === 46 || c === 45)))) return false;
+  }
+  return true;
+}
+
+function pathProblem(path: string): string {
+  if (path.toLowerCase() !== path) return `repository name ${JSON.stringify(path)} must be lower case`;
+  const component = path.split("/").find((part) => !PATH_COMPONENT_RE.test(part)) ?? path;
+  return `repository path component ${JSON.stringify(component)} is invalid`;
 }
 
 function checkDigest(digest: string): string | undefined {
@@ -79,7 +146,7 @@ function checkDigest(digest: string): string | undefined {
   const hex = digest.slice(colon + 1);
   if (!DIGEST_ALGORITHM_RE.test(algorithm))
     return `digest algorithm ${JSON.stringify(algorithm)} is malformed`;
-  const length = DIGEST_HEX_LENGTH[algorithm];
+  const length = Object.hasOwn(DIGEST_HEX_LENGTH, algorithm) ? DIGEST_HEX_LENGTH[algorithm] : undefined;
   if (length === undefined) return `digest algorithm ${JSON.stringify(algorithm)} is not supported`;
   if (hex.length !== length || !LOWER_HEX_RE.test(hex)) {
     return `${algorithm} digest must be ${length} lower-case hex characters, got ${JSON.stringify(hex)}`;
@@ -91,7 +158,8 @@ function checkDigest(digest: string): string | undefined {
 export function parseReference(input: string, options: ParseOptions = {}): ParseResult {
   if (typeof input !== "string" || input.length === 0) return fail(String(input ?? ""), "empty");
   if (input.length > INPUT_MAX_LENGTH) return fail(`${input.slice(0, 64)}…`, "too long");
-  if (IDENTIFIER_RE.test(input)) return fail(input, "a 64-character hex string is an image ID, not a name");
+  if (input.length === 64 && IDENTIFIER_RE.test(input))
+    return fail(input, "a 64-character hex string is an image ID, not a name");
 
   let rest = input;
   let digest: string | undefined;
@@ -108,16 +176,16 @@ export function parseReference(input: string, options: ParseOptions = {}): Parse
   if (colon > rest.lastIndexOf("/")) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (!TAG_RE.test(tag)) return fail(input, `tag ${JSON.stringify(tag)} is invalid`);
+    if (!isValidTag(tag)) return fail(input, `tag ${JSON.stringify(tag)} is invalid`);
   }
 
   const slash = rest.indexOf("/");
   let domain: string;
   let path: string;
-  if (slash >= 0 && isDomain(rest.slice(0, slash))) {
+  if (slash >= 0 && isDomain(rest, slash)) {
     domain = rest.slice(0, slash);
     path = rest.slice(slash + 1);
-    if (!DOMAIN_RE.test(domain)) return fail(input, `registry ${JSON.stringify(domain)} is invalid`);
+    if (!isValidDomain(domain)) return fail(input, `registry ${JSON.stringify(domain)} is invalid`);
     if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
   } else {
     domain = options.defaultDomain ?? DOCKER_HUB;
@@ -127,14 +195,7 @@ export function parseReference(input: string, options: ParseOptions = {}): Parse
   if (domain === DOCKER_HUB && !path.includes("/")) path = OFFICIAL_REPO_PREFIX + path;
 
   if (path.length === 0) return fail(input, "repository name is empty");
-  if (path.toLowerCase() !== path) {
-    return fail(input, `repository name ${JSON.stringify(path)} must be lower case`);
-  }
-  for (const component of path.split("/")) {
-    if (!PATH_COMPONENT_RE.test(component)) {
-      return fail(input, `repository path component ${JSON.stringify(component)} is invalid`);
-    }
-  }
+  if (!isValidPath(path)) return fail(input, pathProblem(path));
   const nameLength = domain.length + 1 + path.length;
   if (nameLength > NAME_MAX_LENGTH) {
     return fail(input, `name is ${nameLength} characters, more than ${NAME_MAX_LENGTH}`);
@@ -176,14 +237,15 @@ export function parseRegistryPrefix(
     error: `invalid registry ${JSON.stringify(input)}: ${reason}`,
   });
   if (domain.length === 0) return bad("empty");
-  if (!DOMAIN_RE.test(domain)) return bad(`host ${JSON.stringify(domain)} is invalid`);
-  if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
-  if (path.length > 0) {
-    for (const component of path.split("/")) {
-      if (!PATH_COMPONENT_RE.test(component)) {
-        return bad(`path component ${JSON.stringify(component)} is invalid`);
-      }
-    }
+  if (!isValidDomain(domain)) return bad(`host ${JSON.stringify(domain)} is invalid`);
+  // A first component that is not a domain would be read as a Docker Hub namespace by
+  // every runtime, so `mirror` must be written `docker.io/mirror` if that is what is meant.
+  if (!isDomain(domain, domain.length)) {
+    return bad(
+      `${JSON.stringify(domain)} is not a registry host (it needs a "." or a port, or is localhost); write docker.io/${domain} for a Docker Hub namespace`,
+    );
   }
+  if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
+  if (slash >= 0 && !isValidPath(path)) return bad(pathProblem(path));
   return { ok: true, prefix: path.length > 0 ? `${domain}/${path}` : domain };
 }

@@ -46,8 +46,17 @@ export async function listRuleFiles(path: string): Promise<string[]> {
     throw new RuleSourceError(`cannot read rules at ${JSON.stringify(path)}: ${errorMessage(error)}`);
   }
   if (!info.isDirectory()) return [path];
-  const names = (await readdir(path)).filter((name) => RULE_FILE_EXTENSIONS.has(extname(name))).sort();
-  return names.map((name) => join(path, name));
+  // Hidden entries are skipped: a ConfigMap volume keeps its real files under `..data`,
+  // and shows them as symbolic links, which is why each name is stat'ed, not lstat'ed.
+  const names = (await readdir(path)).filter(
+    (name) => !name.startsWith(".") && RULE_FILE_EXTENSIONS.has(extname(name)),
+  );
+  const files: string[] = [];
+  for (const name of names.sort()) {
+    const file = join(path, name);
+    if ((await stat(file).catch(() => undefined))?.isFile()) files.push(file);
+  }
+  return files;
 }
 
 export async function readRuleDocuments(

@@ -96,7 +96,9 @@ export function compilePattern(source: string, options: PatternOptions = {}): Pa
     const close = closingParen(pattern, 1);
     if (close > 0) {
       const excluded = pattern.slice(4, close);
-      pattern = `^${pattern.slice(close + 1)}`;
+      // `(?:P){0}` never matches text but keeps P's groups counted, so `$2` still means
+      // what it meant to the tool the rule was written for.
+      pattern = `^(?:${excluded}){0}${pattern.slice(close + 1)}`;
       if (!LOOKAROUND.test(excluded)) {
         const compiled = compileRe2(`^(?:${excluded})`);
         if (!compiled.ok) return compiled;
@@ -168,7 +170,7 @@ export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
     if (group === undefined || group > groups) {
       return {
         ok: false,
-        error: `replacement ${JSON.stringify(text)} refers to group ${JSON.stringify(name)}, but the expression has ${groups} group(s)${/^\d/.test(name) ? " (write ${1}x to follow a group with text)" : ""}`,
+        error: `replacement ${JSON.stringify(text)} refers to group ${JSON.stringify(name)}, but the expression has ${groups} group(s)${hintFor(name)}`,
       };
     }
     if (literal) parts.push(literal);
@@ -177,6 +179,14 @@ export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
   }
   if (literal) parts.push(literal);
   return { ok: true, template: parts };
+}
+
+/** `1_x` is read as one name; suggest `${1}_x` when a number was probably meant. */
+function hintFor(name: string): string {
+  const digits = /^\d+/.exec(name)?.[0];
+  return digits && digits !== name
+    ? ` (write \${${digits}}${name.slice(digits.length)} to follow group ${digits} with text)`
+    : "";
 }
 
 /** Fills a template with a match's groups; a group that did not take part is empty. */

@@ -9,27 +9,37 @@ export type LabelPredicate = (labels: Labels) => boolean;
 
 const everything: LabelPredicate = () => true;
 
+/** A label's value; own properties only, so keys like `constructor` are not "present". */
+const labelValue = (labels: Labels, key: string): string | undefined =>
+  Object.hasOwn(labels, key) ? labels[key] : undefined;
+
 /** Compiles a selector once, so admission only runs cheap comparisons. */
 export function compileSelector(selector: LabelSelector | undefined): LabelPredicate {
   if (!selector) return everything;
   const checks: LabelPredicate[] = [];
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
-    checks.push((labels) => labels[key] === value);
+    checks.push((labels) => labelValue(labels, key) === value);
   }
   for (const { key, operator, values = [] } of selector.matchExpressions ?? []) {
     const set = new Set(values);
     switch (operator) {
       case "In":
-        checks.push((labels) => labels[key] !== undefined && set.has(labels[key]));
+        checks.push((labels) => {
+          const found = labelValue(labels, key);
+          return found !== undefined && set.has(found);
+        });
         break;
       case "NotIn":
-        checks.push((labels) => labels[key] === undefined || !set.has(labels[key]));
+        checks.push((labels) => {
+          const found = labelValue(labels, key);
+          return found === undefined || !set.has(found);
+        });
         break;
       case "Exists":
-        checks.push((labels) => labels[key] !== undefined);
+        checks.push((labels) => labelValue(labels, key) !== undefined);
         break;
       case "DoesNotExist":
-        checks.push((labels) => labels[key] === undefined);
+        checks.push((labels) => labelValue(labels, key) === undefined);
         break;
     }
   }
