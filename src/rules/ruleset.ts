@@ -7,15 +7,21 @@
  * time; at admission the indexes only produce candidates and the lowest rank in scope wins.
  *
  * Indexes, so lookups do not scan: exact keys in a hash map, swap prefixes in a hash map
- * probed once per path component, regular expressions in one RE2 set (one linear pass
- * finds every candidate). Audit rules live in a second index: they report what they would
+ * probed once per path component, `^`-anchored regular expressions by the registry their
+ * literal prefix names (only patterns with no literal prefix are tried on every image). Audit rules live in a second index: they report what they would
  * do and never change the image.
  */
-import { RE2Set } from "re2js";
 import { errorMessage } from "../errors.ts";
-import { DOCKER_HUB, formatReference, type ImageReference, parseReference } from "../image/reference.ts";
-import { execPattern, expandTemplate } from "./regex.ts";
-import { type EvaluationContext, exactKey, type Rule, type RuleRef, type Scope, suffixOf } from "./rule.ts";
+import {
+  DOCKER_HUB,
+  formatReference,
+  type ImageReference,
+  NAME_MAX_LENGTH,
+  nameOf,
+  parseReference,
+} from "../image/reference.ts";
+import { execPattern, expandTemplate, literalPrefix } from "./regex.ts";
+import { type EvaluationContext, type Rule, type RuleRef, type Scope, sameExactImage } from "./rule.ts";
 
 export interface RewriteResult {
   readonly input: string;
@@ -35,15 +41,40 @@ interface Ranked {
   readonly rule: Rule;
 }
 
+/** The image as one partition reads it; the canonical string is built only if a rule needs it. */
+class Subject {
+  readonly input: string;
+  readonly reference: ImageReference;
+  private text: string | undefined;
+  constructor(input: string, reference: ImageReference) {
+    this.input = input;
+    this.reference = reference;
+  }
+  get canonical(): string {
+    this.text ??= formatReference(this.reference);
+    return this.text;
+  }
+}
+
+/** Text before the first "/", the key regular expressions are indexed by; "" when none. */
+function firstSegment(text: string): string {
+  const slash = text.indexOf("/");
+  return slash < 0 ? "" : text.slice(0, slash);
+}
+
 /** Rules that share one default registry, and so one reading of unqualified names. */
 class Partition {
-  readonly exact = new Map<string, Ranked[]>();
-  readonly swap = new Map<string, Ranked[]>();
-  readonly regex: Ranked[] = [];
-  private set: RE2Set | undefined;
-
   readonly defaultDomain: string;
   readonly subject: "canonical" | "raw";
+  readonly exact = new Map<string, Ranked[]>();
+  readonly swap = new Map<string, Ranked[]>();
+  /** Per registry with swap rules: the most path components any of its prefixes has. */
+  readonly swapDepth = new Map<string, number>();
+  /** Regular expressions whose literal prefix names the first segment (`^quay\.io/…`). */
+  readonly regexBySegment = new Map<string, Ranked[]>();
+  /** Regular expressions that could match anything; tried on every image. */
+  readonly regexAlways: Ranked[] = [];
+
   constructor(defaultDomain: string, subject: "canonical" | "raw") {
     this.defaultDomain = defaultDomain;
     this.subject = subject;
@@ -51,31 +82,20 @@ class Partition {
 
   add(entry: Ranked): void {
     const { rule } = entry;
-    if (rule.type === "exact") push(this.exact, rule.key, entry);
-    else if (rule.type === "swap") push(this.swap, rule.prefix, entry);
-    else this.regex.push(entry);
-  }
-
-  /** Compiles the RE2 set; without it (it failed to build) candidates come from a scan. */
-  seal(): void {
-    if (this.regex.length < 2) return;
-    try {
-      const set = new RE2Set(RE2Set.UNANCHORED);
-      for (const { rule } of this.regex) if (rule.type === "regex") set.add(rule.pattern.regex.pattern());
-      set.compile();
-      this.set = set;
-    } catch {
-      this.set = undefined;
+    // Keyed by repository path alone: one short hash, no key string built per image;
+    // the few rules sharing a path are told apart by sameExactImage.
+    if (rule.type === "exact") push(this.exact, rule.source.path, entry);
+    else if (rule.type === "swap") {
+      push(this.swap, rule.prefix, entry);
+      const slash = rule.prefix.indexOf("/");
+      const domain = slash < 0 ? rule.prefix : rule.prefix.slice(0, slash);
+      const depth = slash < 0 ? 0 : rule.prefix.split("/").length - 1;
+      this.swapDepth.set(domain, Math.max(depth, this.swapDepth.get(domain) ?? 0));
+    } else {
+      const segment = firstSegment(literalPrefix(rule.pattern.regex.pattern()));
+      if (segment) push(this.regexBySegment, segment, entry);
+      else this.regexAlways.push(entry);
     }
-  }
-
-  /** Regex candidates, in rank order. */
-  regexCandidates(subject: string): Ranked[] {
-    if (!this.set) return this.regex;
-    const ids = this.set.match(subject);
-    if (ids.length === 0) return [];
-    ids.sort((a, b) => a - b);
-    return ids.map((id) => this.regex[id]!);
   }
 }
 
@@ -112,29 +132,57 @@ function inScope(scope: Scope, context: EvaluationContext, canonical: string): b
 }
 
 /** A rule's attempt on an image: undefined when it does not match. */
-type Attempt = { output: string } | { error: string } | undefined;
+type Attempt = { output: string; reference: ImageReference } | { error: string } | undefined;
 
-function attempt(rule: Rule, input: string, reference: ImageReference, canonical: string): Attempt {
-  let output: string;
+function produced(rule: Rule, reason: string): Attempt {
+  return { error: `rule ${describeRule(rule.ref)} produced an invalid image reference: ${reason}` };
+}
+
+/** Swap and exact outputs are built from parts validated at compile time: no re-parse. */
+function attempt(rule: Rule, subject: Subject): Attempt {
+  const { reference } = subject;
   switch (rule.type) {
-    case "exact":
-      output = rule.targetPinned ? rule.target : rule.target + suffixOf(reference);
-      break;
+    case "exact": {
+      if (!sameExactImage(rule.source, reference)) return undefined;
+      const { target } = rule;
+      const pinned = target.tag !== undefined || target.digest !== undefined;
+      const output = pinned ? target : withParts(target.domain, target.path, reference);
+      return { output: formatReference(output), reference: output };
+    }
     case "swap": {
-      const name = `${reference.domain}/${reference.path}`;
-      output = rule.target + name.slice(rule.prefix.length) + suffixOf(reference);
-      break;
+      const { domain, path } = reference;
+      // The part of the name after the prefix: "" or "/more/path".
+      const rest =
+        rule.prefix.length === domain.length
+          ? `/${path}`
+          : path.slice(rule.prefix.length - domain.length - 1);
+      let outPath = rule.target.path ? rule.target.path + rest : rest.slice(1);
+      if (outPath === "") return produced(rule, `${nameOf(reference)} would lose its repository name`);
+      if (rule.target.domain === DOCKER_HUB && !outPath.includes("/")) outPath = `library/${outPath}`;
+      const output = withParts(rule.target.domain, outPath, reference);
+      if (output.domain.length + 1 + outPath.length > NAME_MAX_LENGTH) {
+        return produced(rule, `${nameOf(output)} is longer than ${NAME_MAX_LENGTH} characters`);
+      }
+      return { output: formatReference(output), reference: output };
     }
     case "regex": {
-      const groups = execPattern(rule.pattern, rule.subject === "raw" ? input : canonical);
+      const groups = execPattern(rule.pattern, rule.subject === "raw" ? subject.input : subject.canonical);
       if (!groups) return undefined;
-      output = expandTemplate(rule.template, groups);
-      break;
+      const output = expandTemplate(rule.template, groups);
+      const parsed = parseReference(output);
+      if (!parsed.ok) return { error: `rule ${describeRule(rule.ref)} produced ${parsed.error}` };
+      return { output, reference: parsed.reference };
     }
   }
-  const parsed = parseReference(output);
-  if (!parsed.ok) return { error: `rule ${describeRule(rule.ref)} produced ${parsed.error}` };
-  return { output };
+}
+
+/** A reference with this name and the source's tag and digest. */
+function withParts(domain: string, path: string, source: ImageReference): ImageReference {
+  return { domain, path, tag: source.tag, digest: source.digest };
+}
+
+function sameImage(a: ImageReference, b: ImageReference): boolean {
+  return a.domain === b.domain && a.path === b.path && a.tag === b.tag && a.digest === b.digest;
 }
 
 export function describeRule(ref: RuleRef): string {
@@ -142,9 +190,31 @@ export function describeRule(ref: RuleRef): string {
 }
 
 interface Decision {
-  rank: number;
-  rule: Rule;
-  result: { output: string } | { error: string };
+  readonly rank: number;
+  readonly rule: Rule;
+  readonly result: NonNullable<Attempt>;
+}
+
+/** One search for the lowest-ranked rule that is in scope and matches. */
+class Search {
+  best: Decision | undefined;
+  readonly context: EvaluationContext;
+  constructor(context: EvaluationContext) {
+    this.context = context;
+  }
+
+  /** Candidate lists are in rank order: the first in-scope entry that matches is the list's best. */
+  consider(list: readonly Ranked[] | undefined, subject: Subject): void {
+    if (!list) return;
+    for (const { rank, rule } of list) {
+      if (this.best && rank >= this.best.rank) return;
+      if (!inScope(rule.scope, this.context, subject.canonical)) continue;
+      const result = attempt(rule, subject);
+      if (!result) continue;
+      this.best = { rank, rule, result };
+      return;
+    }
+  }
 }
 
 /** One index (Enforce or Audit rules). */
@@ -164,50 +234,53 @@ class RuleIndex {
       }
       partition.add(entry);
     }
-    for (const partition of this.partitions) partition.seal();
   }
 
   get empty(): boolean {
     return this.partitions.length === 0;
   }
 
-  decide(input: string, context: EvaluationContext, docker: ImageReference): Decision | undefined {
-    let best: Decision | undefined;
-    // Candidate lists are in rank order: the first in-scope entry that matches is the list's best.
-    const consider = (list: readonly Ranked[] | undefined, reference: ImageReference, canonical: string) => {
-      for (const { rank, rule } of list ?? []) {
-        if (best && rank >= best.rank) return;
-        if (!inScope(rule.scope, context, canonical)) continue;
-        const result = attempt(rule, input, reference, canonical);
-        if (!result) continue;
-        best = { rank, rule, result };
-        return;
-      }
-    };
+  decide(hub: Subject, context: EvaluationContext): Decision | undefined {
+    const search = new Search(context);
     for (const partition of this.partitions) {
-      let reference = docker;
+      let subject = hub;
       if (partition.defaultDomain !== DOCKER_HUB) {
-        const parsed = parseReference(input, { defaultDomain: partition.defaultDomain });
+        const parsed = parseReference(hub.input, { defaultDomain: partition.defaultDomain });
         if (!parsed.ok) continue;
-        reference = parsed.reference;
+        subject = new Subject(hub.input, parsed.reference);
       }
-      const canonical = formatReference(reference);
+      const { reference } = subject;
       if (partition.subject === "raw") {
-        consider(partition.regexCandidates(input), reference, canonical);
+        search.consider(partition.regexBySegment.get(firstSegment(subject.input)), subject);
+        search.consider(partition.regexAlways, subject);
         continue;
       }
-      consider(partition.exact.get(exactKey(reference)), reference, canonical);
-      consider(partition.regexCandidates(canonical), reference, canonical);
-      // Swap prefixes: probe the whole name, then each shorter prefix down to the domain.
-      let prefix = `${reference.domain}/${reference.path}`;
-      while (true) {
-        consider(partition.swap.get(prefix), reference, canonical);
-        const slash = prefix.lastIndexOf("/");
-        if (slash < 0) break;
-        prefix = prefix.slice(0, slash);
-      }
+      if (partition.regexBySegment.size > 0)
+        search.consider(partition.regexBySegment.get(reference.domain), subject);
+      search.consider(partition.regexAlways, subject);
+      if (partition.exact.size > 0) search.consider(partition.exact.get(reference.path), subject);
+      const depth = partition.swapDepth.get(reference.domain);
+      if (depth !== undefined) this.probeSwap(partition, subject, depth, search);
     }
-    return best;
+    return search.best;
+  }
+
+  /** Swap prefixes, longest first: the name cut to `depth` path components, then shorter. */
+  private probeSwap(partition: Partition, subject: Subject, depth: number, search: Search): void {
+    const { domain, path } = subject.reference;
+    let cut = -1;
+    for (let d = 0; d < depth; d++) {
+      const next = path.indexOf("/", cut + 1);
+      if (next < 0) {
+        cut = path.length;
+        break;
+      }
+      cut = next;
+    }
+    for (let end = cut; end > 0; end = path.lastIndexOf("/", end - 1)) {
+      search.consider(partition.swap.get(`${domain}/${path.slice(0, end)}`), subject);
+    }
+    search.consider(partition.swap.get(domain), subject);
   }
 }
 
@@ -232,17 +305,16 @@ export class RuleSet {
     try {
       const parsed = parseReference(input);
       if (!parsed.ok) return { input, output: input, changed: false, rule: null, error: parsed.error };
-      const enforced = this.enforce.decide(input, context, parsed.reference);
-      const result = toResult(input, parsed.reference, enforced);
+      const hub = new Subject(input, parsed.reference);
+      const result = toResult(hub, this.enforce.decide(hub, context));
       if (this.audit.empty) return result;
-      const audited = this.audit.decide(input, context, parsed.reference);
+      const audited = this.audit.decide(hub, context);
       if (!audited) return result;
-      const wouldBe = toResult(input, parsed.reference, audited);
-      if (!wouldBe.changed && !wouldBe.error) return result;
-      const audit = wouldBe.error
-        ? { output: input, rule: audited.rule.ref, error: wouldBe.error }
-        : { output: wouldBe.output, rule: audited.rule.ref };
-      return { ...result, audit };
+      const wouldBe = toResult(hub, audited);
+      if (wouldBe.error !== undefined)
+        return { ...result, audit: { output: input, rule: audited.rule.ref, error: wouldBe.error } };
+      if (!wouldBe.changed) return result;
+      return { ...result, audit: { output: wouldBe.output, rule: audited.rule.ref } };
     } catch (error) {
       return {
         input,
@@ -255,16 +327,13 @@ export class RuleSet {
   }
 }
 
-function toResult(input: string, reference: ImageReference, decision: Decision | undefined): RewriteResult {
+function toResult(hub: Subject, decision: Decision | undefined): RewriteResult {
+  const { input } = hub;
   if (!decision) return { input, output: input, changed: false, rule: null };
   const rule = decision.rule.ref;
-  if ("error" in decision.result)
-    return { input, output: input, changed: false, rule, error: decision.result.error };
-  const { output } = decision.result;
-  const parsed = parseReference(output);
+  const { result } = decision;
+  if ("error" in result) return { input, output: input, changed: false, rule, error: result.error };
   // A rewrite to the identical image is no change.
-  if (parsed.ok && formatReference(parsed.reference) === formatReference(reference)) {
-    return { input, output: input, changed: false, rule };
-  }
-  return { input, output, changed: true, rule };
+  if (sameImage(result.reference, hub.reference)) return { input, output: input, changed: false, rule };
+  return { input, output: result.output, changed: true, rule };
 }
