@@ -5,6 +5,7 @@
 import { errorMessage, RuleSourceError, UsageError } from "../errors.ts";
 import { type CommandIO, EXIT_USAGE, processIO } from "./io.ts";
 import { rewriteCommand } from "./rewrite.ts";
+import { serveCommand } from "./serve.ts";
 import { validateCommand } from "./validate.ts";
 
 type Command = (argv: string[], io: CommandIO) => Promise<number>;
@@ -12,6 +13,7 @@ type Command = (argv: string[], io: CommandIO) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   rewrite: { run: rewriteCommand, summary: "rewrite image references with rules from files" },
   validate: { run: validateCommand, summary: "validate rule files and list every problem" },
+  serve: { run: serveCommand, summary: "serve the admission webhooks (rules from files, hot-reloaded)" },
 };
 
 export function mainHelp(): string {

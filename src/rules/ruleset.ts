@@ -32,6 +32,8 @@ export interface RewriteResult {
   readonly rule: RuleRef | null;
   /** An invalid input, or a rule whose result is not a valid reference. */
   readonly error?: string;
+  /** The error is a bug or an unexpected failure, not bad input: callers fail open or closed. */
+  readonly internal?: true;
   /** What the first matching Audit rule would have done (nothing was changed for it). */
   readonly audit?: { readonly output: string; readonly rule: RuleRef; readonly error?: string };
 }

@@ -1,0 +1,161 @@
+/**
+ * Rules from files (`imageshift serve --rules PATH`), hot-reloaded.
+ *
+ * The path is watched (a ConfigMap volume swaps a symlink, so the folder is watched) with a
+ * poll as a fallback. A bad edit loses nothing:
+ * - a file that cannot be read or has a YAML syntax error keeps the whole last good set;
+ * - an object that became invalid keeps its last good version (logged), while the valid
+ *   objects of the same edit take effect.
+ */
+import { type FSWatcher, watch } from "node:fs";
+import { stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { errorMessage, formatIssue, type Location } from "../errors.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { CompiledObject } from "./compile.ts";
+import { type CompiledRules, compileDocuments, type RuleDocument, readRuleDocuments } from "./load.ts";
+import { RuleSet } from "./ruleset.ts";
+import type { RuleSource } from "./source.ts";
+
+export interface FileRuleSourceOptions {
+  path: string;
+  logger: Logger;
+  pollMs?: number;
+}
+
+const identity = (object: { kind: string; name: string }) => `${object.kind}/${object.name}`;
+
+export class FileRuleSource implements RuleSource {
+  private readonly path: string;
+  private readonly logger: Logger;
+  private readonly pollMs: number;
+  private readonly listeners: ((rules: CompiledRules) => void)[] = [];
+  private active: CompiledRules | undefined;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private reloading: Promise<boolean> | undefined;
+  private signature = "";
+
+  constructor(options: FileRuleSourceOptions) {
+    this.path = options.path;
+    this.logger = options.logger;
+    this.pollMs = options.pollMs ?? 5_000;
+  }
+
+  async start(): Promise<void> {
+    const info = await stat(this.path);
+    await this.reload();
+    if (!this.active) throw new Error(`no usable rules in ${JSON.stringify(this.path)}`);
+    const folder = info.isDirectory() ? this.path : dirname(this.path);
+    try {
+      this.watcher = watch(folder, () => this.scheduleReload());
+    } catch (error) {
+      this.logger.warn({ folder, err: errorMessage(error) }, "cannot watch the rules; polling only");
+    }
+    this.timer = setInterval(() => void this.reload(), this.pollMs);
+    this.timer.unref();
+  }
+
+  current(): CompiledRules | undefined {
+    return this.active;
+  }
+
+  onChange(listener: (rules: CompiledRules) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+    await this.reloading;
+  }
+
+  private scheduleReload(): void {
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.reload(), 100);
+  }
+
+  /** Reloads now; true when a new rule set was swapped in. One reload at a time. */
+  async reload(): Promise<boolean> {
+    while (this.reloading) await this.reloading;
+    this.reloading = this.load().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  private async load(): Promise<boolean> {
+    let read: Awaited<ReturnType<typeof readRuleDocuments>>;
+    try {
+      read = await readRuleDocuments(this.path);
+    } catch (error) {
+      this.logger.error(
+        { path: this.path, err: errorMessage(error) },
+        "rules not reloaded; keeping the last good rule set",
+      );
+      return false;
+    }
+    const syntaxErrors = read.issues.filter((issue) => issue.severity === "error");
+    if (syntaxErrors.length > 0 && this.active) {
+      this.logger.error(
+        { path: this.path, issues: syntaxErrors.map(formatIssue) },
+        "rules not reloaded; keeping the last good rule set",
+      );
+      return false;
+    }
+    const signature = JSON.stringify(read.documents);
+    if (this.active && signature === this.signature) return false;
+    this.signature = signature;
+    const next = this.keepLastGood(read.documents, compileDocuments(read.documents, read.issues));
+    for (const issue of next.issues)
+      this.logger[issue.severity === "error" ? "error" : "warn"](
+        { issue: formatIssue(issue) },
+        "rule problem",
+      );
+    this.active = next;
+    this.logger.info(
+      { path: this.path, objects: next.objects.length, rules: next.ruleSet.size },
+      "rules loaded",
+    );
+    for (const listener of this.listeners) listener(next);
+    return true;
+  }
+
+  /** Documents with errors fall back to their object's last good version, when there is one. */
+  private keepLastGood(documents: readonly RuleDocument[], next: CompiledRules): CompiledRules {
+    if (!this.active) return next;
+    const broken = new Set(
+      next.issues.filter((issue) => issue.severity === "error").map((issue) => where(issue.location)),
+    );
+    if (broken.size === 0) return next;
+    const previous = new Map(this.active.objects.map((object) => [identity(object), object]));
+    const compiled = new Map(next.objects.map((object) => [where(object.location), object]));
+    const objects: CompiledObject[] = [];
+    const seen = new Set<string>();
+    for (const document of documents) {
+      const old = previous.get(identityOf(document.value));
+      const fresh = compiled.get(where(document.location));
+      const chosen = broken.has(where(document.location)) && old ? old : fresh;
+      if (!chosen || seen.has(identity(chosen))) continue;
+      if (chosen === old)
+        this.logger.warn({ object: identity(old) }, "object has errors; keeping its last good version");
+      seen.add(identity(chosen));
+      objects.push(chosen);
+    }
+    return {
+      ruleSet: new RuleSet(objects.flatMap((object) => [...object.rules])),
+      objects,
+      issues: next.issues,
+    };
+  }
+}
+
+const where = (location: Location) => `${location.source}#${location.document ?? 0}`;
+
+/** `Kind/name` of a raw document, as far as it can be read. */
+function identityOf(value: unknown): string {
+  const doc = value as { kind?: unknown; metadata?: { name?: unknown } } | null;
+  return `${String(doc?.kind)}/${String(doc?.metadata?.name)}`;
+}

@@ -1,0 +1,95 @@
+/**
+ * Wires one running ImageShift webhook: a rule source, a certificate source, the HTTPS
+ * webhook server and the probes server. `imageshift serve` and the tests both start it here.
+ */
+import { handleMutate } from "../admission/mutate.ts";
+import { handleValidate } from "../admission/validate.ts";
+import type { Labels } from "../rules/selector.ts";
+import type { RuleSource } from "../rules/source.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { Metrics } from "../telemetry/metrics.ts";
+import type { CertificateSource } from "./certificates.ts";
+import { ProbesServer } from "./probes-server.ts";
+import { WebhookServer } from "./webhook-server.ts";
+
+export interface AppOptions {
+  rules: RuleSource;
+  certificates: CertificateSource;
+  logger: Logger;
+  /** Namespace labels when known (cluster mode); standalone mode knows none. */
+  namespaceLabels?: (namespace: string) => Labels | undefined;
+  failClosed?: boolean;
+  host: string;
+  port: number;
+  metricsHost: string;
+  metricsPort: number;
+  metrics?: Metrics;
+}
+
+export interface RunningApp {
+  readonly webhookPort: number;
+  readonly metricsPort: number;
+  readonly metrics: Metrics;
+  /** Graceful stop: not ready at once, requests in flight finish (up to `graceMs`), then exit. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export async function startApp(options: AppOptions): Promise<RunningApp> {
+  const { rules, certificates, logger } = options;
+  const metrics = options.metrics ?? new Metrics();
+  let stopping = false;
+
+  rules.onChange((compiled) => metrics.rulesReloaded(compiled.ruleSet.size));
+  await rules.start();
+  const loaded = rules.current();
+  if (loaded) metrics.rulesReloaded(loaded.ruleSet.size);
+
+  const pair = await certificates.start();
+  const webhook = new WebhookServer({
+    tls: pair,
+    metrics,
+    logger,
+    handlers: {
+      "/mutate": (request) =>
+        handleMutate(request, {
+          rules: () => rules.current()?.ruleSet,
+          namespaceLabels: options.namespaceLabels ?? (() => undefined),
+          failClosed: options.failClosed ?? false,
+          metrics,
+          logger,
+        }),
+      "/validate": handleValidate,
+    },
+  });
+  certificates.onChange((next) => webhook.setCertificate(next));
+  const probes = new ProbesServer(metrics, {
+    notReadyReason: () =>
+      stopping ? "shutting down" : rules.current() ? undefined : "no rule set loaded yet",
+  });
+
+  const webhookAddress = await webhook.listen(options.port, options.host);
+  const probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
+  logger.info(
+    {
+      webhook: `https://${options.host}:${webhookAddress.port}`,
+      metrics: `http://${options.metricsHost}:${probesAddress.port}`,
+    },
+    "serving",
+  );
+
+  return {
+    webhookPort: webhookAddress.port,
+    metricsPort: probesAddress.port,
+    metrics,
+    async stop(graceMs = 25_000) {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ graceMs }, "shutting down: finishing requests in flight");
+      await webhook.close(graceMs);
+      certificates.stop();
+      await rules.stop();
+      await probes.close();
+      logger.info("stopped");
+    },
+  };
+}

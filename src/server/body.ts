@@ -1,0 +1,50 @@
+/**
+ * Reading a request body with a size limit.
+ *
+ * The limit is 7 MiB: the API server sends at most about that (its request body limit is
+ * 3 MiB for an object, and an AdmissionReview carries the object and the old object, plus
+ * the envelope), so anything larger is not from the API server and is refused with 413
+ * before it is buffered.
+ */
+import type { IncomingMessage } from "node:http";
+
+export const MAX_BODY_BYTES = 7 * 1024 * 1024;
+
+export class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function readBody(request: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+  const declared = Number(request.headers["content-length"] ?? 0);
+  if (declared > limit)
+    throw new HttpError(413, `request body of ${declared} bytes is over the ${limit}-byte limit`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new HttpError(413, `request body is over the ${limit}-byte limit`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The body as JSON, after checking the content type; 400 with a clear message otherwise. */
+export async function readJson(request: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const type = (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+  if (type !== "application/json") {
+    throw new HttpError(
+      400,
+      `content type ${JSON.stringify(request.headers["content-type"] ?? "")} is not application/json`,
+    );
+  }
+  const body = await readBody(request, limit);
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch (error) {
+    throw new HttpError(400, `body is not valid JSON: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The HTTPS server the API server calls: routes, limits, timing, graceful shutdown.
+ *
+ * Handlers are plain functions from an AdmissionRequest to a review; this module owns the
+ * HTTP concerns: content type, body limit (413), bad JSON or envelope (400), unknown path
+ * (404), method (405), and a last-resort catch so no request can crash the process.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { SecureContextOptions } from "node:tls";
+import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../admission/review.ts";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import { HttpError, MAX_BODY_BYTES, readJson } from "./body.ts";
+import { listen } from "./listen.ts";
+
+export type AdmissionHandler = (request: AdmissionRequest) => { review: AdmissionReview; outcome: string };
+
+export interface WebhookServerOptions {
+  tls: SecureContextOptions;
+  /** Path (`/mutate`, `/validate`) to handler. */
+  handlers: Record<string, AdmissionHandler>;
+  metrics: Metrics;
+  logger: Logger;
+  maxBodyBytes?: number;
+}
+
+/**
+ * Timeouts: the API server gives a webhook at most 30 s (ImageShift's configuration uses
+ * far less) and keeps connections alive between calls; idle connections are kept longer
+ * than its own idle timeout would close them, so it is the one to close them.
+ */
+const REQUEST_TIMEOUT_MS = 30_000;
+const KEEP_ALIVE_TIMEOUT_MS = 95_000;
+
+function send(response: ServerResponse, status: number, body: unknown, close = false): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    ...(close ? { connection: "close" } : {}),
+  });
+  response.end(text);
+}
+
+export class WebhookServer {
+  readonly server: Server;
+  private readonly options: WebhookServerOptions;
+
+  constructor(options: WebhookServerOptions) {
+    this.options = options;
+    this.server = createServer({ ...options.tls, minVersion: "TLSv1.2" }, (request, response) => {
+      void this.handle(request, response);
+    });
+    this.server.requestTimeout = REQUEST_TIMEOUT_MS;
+    this.server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+    this.server.headersTimeout = REQUEST_TIMEOUT_MS;
+  }
+
+  /** Swaps the serving certificate; new connections use it, open ones keep theirs. */
+  setCertificate(tls: SecureContextOptions): void {
+    this.server.setSecureContext({ ...tls, minVersion: "TLSv1.2" });
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return listen(this.server, port, host);
+  }
+
+  /** Stops accepting, lets requests in flight finish, then closes what is left after `graceMs`. */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const { handlers, metrics, logger } = this.options;
+    const path = (request.url ?? "").split("?")[0] ?? "";
+    const handler = handlers[path];
+    const started = process.hrtime.bigint();
+    try {
+      if (!handler)
+        throw new HttpError(
+          404,
+          `no webhook at ${JSON.stringify(path)}; use ${Object.keys(handlers).join(" or ")}`,
+        );
+      if (request.method !== "POST")
+        throw new HttpError(405, `method ${request.method} is not allowed; use POST`);
+      const decoded = decodeReview(await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES));
+      if (!decoded.ok) throw new HttpError(400, `not an AdmissionReview: ${decoded.error}`);
+      const { review, outcome } = handler(decoded.request);
+      send(response, 200, review);
+      metrics.admissionRequests.inc({
+        webhook: path.slice(1),
+        operation: decoded.request.operation ?? "",
+        outcome,
+      });
+    } catch (error) {
+      const status = error instanceof HttpError ? error.status : 500;
+      const message = error instanceof HttpError ? error.message : `internal error: ${errorMessage(error)}`;
+      metrics.errors.inc({ kind: status === 500 ? "internal" : "bad_request" });
+      metrics.admissionRequests.inc({
+        webhook: handler ? path.slice(1) : "unknown",
+        operation: "",
+        outcome: "invalid",
+      });
+      logger.warn({ path, status, err: message }, "request refused");
+      if (!response.headersSent) send(response, status, { error: message, status }, status === 413);
+      else response.destroy();
+    } finally {
+      if (handler)
+        metrics.admissionDuration.observe(
+          { webhook: path.slice(1) },
+          Number(process.hrtime.bigint() - started) / 1e9,
+        );
+    }
+  }
+}

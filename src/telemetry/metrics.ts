@@ -1,0 +1,73 @@
+/**
+ * Prometheus metrics. Labels stay low-cardinality: no pod or namespace names, and registry
+ * labels are capped (a pod can name any registry; a scrape must stay small).
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+const REGISTRY_LABEL_LIMIT = 100;
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly registries = new Set<string>();
+
+  readonly admissionRequests = new Counter({
+    name: "imageshift_admission_requests_total",
+    help: "Admission requests by webhook, operation and outcome (patched, unchanged, skipped, denied, failed_open, invalid).",
+    labelNames: ["webhook", "operation", "outcome"] as const,
+    registers: [this.registry],
+  });
+
+  readonly admissionDuration = new Histogram({
+    name: "imageshift_admission_duration_seconds",
+    help: "Time to answer an admission request, from the body read to the response written.",
+    labelNames: ["webhook"] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
+
+  readonly rewrites = new Counter({
+    name: "imageshift_rewrites_total",
+    help: "Images rewritten, by rule and by source and target registry.",
+    labelNames: ["rule_kind", "rule_name", "source_registry", "target_registry"] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditWouldRewrite = new Counter({
+    name: "imageshift_audit_would_rewrite_total",
+    help: "Images an Audit-mode rule would have rewritten (nothing was changed).",
+    labelNames: ["rule_kind", "rule_name"] as const,
+    registers: [this.registry],
+  });
+
+  readonly errors = new Counter({
+    name: "imageshift_errors_total",
+    help: "Errors by kind: invalid_image, rule (a rule produced an invalid image), internal, bad_request, rule_source.",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+
+  readonly rulesLoaded = new Gauge({
+    name: "imageshift_rules_loaded",
+    help: "Rules in the active rule set.",
+    registers: [this.registry],
+  });
+
+  readonly lastReload = new Gauge({
+    name: "imageshift_rules_last_reload_timestamp_seconds",
+    help: "Unix time of the last successful rule set reload.",
+    registers: [this.registry],
+  });
+
+  /** A registry name as a label value, or "other" once too many distinct ones were seen. */
+  registryLabel(registry: string): string {
+    if (this.registries.has(registry)) return registry;
+    if (this.registries.size >= REGISTRY_LABEL_LIMIT) return "other";
+    this.registries.add(registry);
+    return registry;
+  }
+
+  rulesReloaded(count: number): void {
+    this.rulesLoaded.set(count);
+    this.lastReload.set(Date.now() / 1000);
+  }
+}
