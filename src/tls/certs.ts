@@ -11,17 +11,16 @@
  * self-signed mode.
  */
 import type { webcrypto as wc } from "node:crypto";
-import type { Extension, JsonGeneralName } from "@peculiar/x509";
 
-// @peculiar/x509 resolves its algorithms through tsyringe, which refuses to load unless the Reflect
-// metadata API (the "reflect-metadata" polyfill) exists. The library never needs real decorator
-// metadata, so when no polyfill is present a minimal in-memory one is installed before it loads.
-installReflectMetadata();
-const {
+// @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API.
+import "reflect-metadata";
+import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
   ExtendedKeyUsage,
   ExtendedKeyUsageExtension,
+  type Extension,
+  type JsonGeneralName,
   KeyUsageFlags,
   KeyUsagesExtension,
   PemConverter,
@@ -29,7 +28,7 @@ const {
   SubjectKeyIdentifierExtension,
   X509Certificate,
   X509CertificateGenerator,
-} = await import("@peculiar/x509");
+} from "@peculiar/x509";
 
 /** A PEM certificate and its PKCS#8 PEM private key. */
 export interface CertificateAndKey {
@@ -159,22 +158,4 @@ function randomSerialNumber(): string {
   const bytes = webcrypto.getRandomValues(new Uint8Array(16));
   bytes[0] = (bytes[0]! & 0x7f) | 0x01;
   return Buffer.from(bytes).toString("hex");
-}
-
-function installReflectMetadata(): void {
-  const reflect = Reflect as unknown as Record<string, unknown>;
-  if (typeof reflect.getMetadata === "function") return;
-  const store = new WeakMap<object, Map<unknown, unknown>>();
-  const own = (target: object, key: unknown) => store.get(target)?.get(key);
-  reflect.defineMetadata = (key: unknown, value: unknown, target: object) => {
-    const entries = store.get(target) ?? new Map<unknown, unknown>();
-    store.set(target, entries.set(key, value));
-  };
-  reflect.getOwnMetadata = own;
-  reflect.getMetadata = (key: unknown, target: object) => {
-    for (let t: object | null = target; t !== null; t = Object.getPrototypeOf(t)) {
-      if (store.get(t)?.has(key)) return own(t, key);
-    }
-    return undefined;
-  };
 }
