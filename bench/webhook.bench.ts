@@ -4,12 +4,14 @@
  * Reports throughput and latency at fixed rates and at saturation, and the server's RSS.
  * The load generator shares the machine's two cores with the server; say so with the figures.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Agent, request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
+import { createCertificateAuthority, createServingCertificate } from "../src/tls/certs.ts";
 import { swapAndExact } from "./fixtures.ts";
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
@@ -53,17 +55,107 @@ function review(): string {
   });
 }
 
+/**
+ * An open-loop load at a fixed rate: requests leave on an even schedule (not in bursts, as
+ * autocannon's rate limit sends them), and each latency counts from the request's scheduled
+ * time, so a stall shows up in the percentiles instead of slowing the load down.
+ */
+async function fixedRate(port: number, body: string, rate: number, seconds: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 32, rejectUnauthorized: false });
+  const latencies: number[] = [];
+  let errors = 0;
+  // Open the connections first: TLS handshakes are not what this measures.
+  const warm = () =>
+    new Promise<void>((resolve) => {
+      const req = httpsRequest(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/mutate",
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json" },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", resolve);
+        },
+      );
+      req.on("error", () => resolve());
+      req.end(body);
+    });
+  await Promise.all(Array.from({ length: 8 }, warm));
+  const start = performance.now();
+  const total = rate * seconds;
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    inFlight.push(
+      new Promise<void>((resolve) => {
+        const req = httpsRequest(
+          {
+            host: "127.0.0.1",
+            port,
+            path: "/mutate",
+            method: "POST",
+            agent,
+            headers: { "content-type": "application/json" },
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () => {
+              if (res.statusCode === 200) latencies.push(performance.now() - due);
+              else errors++;
+              resolve();
+            });
+          },
+        );
+        req.on("error", () => {
+          errors++;
+          resolve();
+        });
+        req.end(body);
+      }),
+    );
+  }
+  await Promise.all(inFlight);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (p: number) =>
+    (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(2);
+  return { rps: Math.round(latencies.length / seconds), p50: at(0.5), p99: at(0.99), errors };
+}
+
 const dir = mkdtempSync(join(tmpdir(), "imageshift-bench-"));
 const [document] = swapAndExact(10_000);
 writeFileSync(join(dir, "rules.json"), JSON.stringify(document?.value));
+// As deployed: the production build (dist/), certificate files, and the container's NODE_OPTIONS.
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
+  stdio: "inherit",
+});
+const ca = await createCertificateAuthority({ commonName: "bench CA", validityDays: 1 });
+const leaf = await createServingCertificate(ca, {
+  commonName: "localhost",
+  ipAddresses: ["127.0.0.1"],
+  validityDays: 1,
+});
+writeFileSync(join(dir, "tls.crt"), leaf.certPem);
+writeFileSync(join(dir, "tls.key"), leaf.keyPem);
+const DEPLOYED_NODE_OPTIONS = "--max-semi-space-size=2";
 const [port, metricsPort] = [await freePort(), await freePort()];
 const server = spawn(
   process.execPath,
   [
-    "bin/imageshift.js",
+    "dist/main.js",
     "serve",
     "--rules",
-    dir,
+    join(dir, "rules.json"),
+    "--tls-cert-file",
+    join(dir, "tls.crt"),
+    "--tls-key-file",
+    join(dir, "tls.key"),
     "--bind-address",
     "127.0.0.1",
     "--metrics-bind-address",
@@ -72,10 +164,12 @@ const server = spawn(
     String(port),
     "--metrics-port",
     String(metricsPort),
-    "--self-signed-dir",
-    join(dir, "tls"),
   ],
-  { stdio: ["ignore", "ignore", "inherit"] },
+  // NODE_OPTIONS as deployed (see docs/performance.md); BENCH_NODE_OPTIONS overrides it to compare.
+  {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? DEPLOYED_NODE_OPTIONS },
+  },
 );
 const pid = server.pid as number;
 
@@ -115,18 +209,30 @@ try {
       peakRss: peakRss.toFixed(0),
     };
   };
+  const measured = async (
+    label: string,
+    load: () => Promise<{ rps: number; p50: string; p99: string; errors: number }>,
+  ) => {
+    let peakRss = rssMb(pid);
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, rssMb(pid));
+    }, 200);
+    const result = await load();
+    clearInterval(sampler);
+    return { label, ...result, peakRss: peakRss.toFixed(0) };
+  };
   const rows = [
-    await run("warm-up, saturation", { connections: 8 }),
-    await run("fixed 500/s", { connections: 4, overallRate: 500 }),
-    await run("fixed 2,000/s", { connections: 8, overallRate: 2000 }),
-    await run("saturation, 8 connections", { connections: 8 }),
-    await run("saturation, 32 connections", { connections: 32 }),
+    await run("warm-up (autocannon, 8 connections)", { connections: 8 }),
+    await measured("open loop, fixed 500/s", () => fixedRate(port, body, 500, DURATION_S)),
+    await measured("open loop, fixed 2,000/s", () => fixedRate(port, body, 2000, DURATION_S)),
+    await run("saturation (autocannon, 8 connections)", { connections: 8 }),
+    await run("saturation (autocannon, 32 connections)", { connections: 32 }),
   ];
   console.log(
     `# webhook benchmark, ${new Date().toISOString()}, node ${process.version}, ${cpus()[0]?.model} x${cpus().length}`,
   );
   console.log(
-    `10,000 rules, 3-container pod, ${DURATION_S} s per row, autocannon on the same 2 cores; idle RSS ${idleRss.toFixed(0)} MB`,
+    `10,000 rules, 3-container pod, ${DURATION_S} s per row, load generator on the same 2 cores; autocannon latencies have 1 ms resolution; idle RSS ${idleRss.toFixed(0)} MB`,
   );
   console.log("| load | reviews/s | p50 ms | p99 ms | errors | peak RSS MB |");
   console.log("|---|---|---|---|---|---|");

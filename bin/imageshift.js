@@ -9,5 +9,4 @@ if (major < 22 || (major === 22 && minor < 19)) {
   );
   process.exit(2);
 }
-const { run } = await import("../src/cli/main.ts");
-process.exitCode = await run(process.argv.slice(2));
+await import("../src/main.ts");

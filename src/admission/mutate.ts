@@ -46,6 +46,13 @@ export interface MutateResult {
 
 class InternalError extends Error {}
 
+/** Who the log lines are about. */
+interface PodIdentity {
+  namespace: string;
+  pod: string;
+  dryRun: boolean;
+}
+
 /** Pods and the `ephemeralcontainers` subresource, on CREATE and UPDATE. */
 export function appliesTo(request: AdmissionRequest): boolean {
   const { resource, subResource, operation } = request;
@@ -100,7 +107,7 @@ export function handleMutate(request: AdmissionRequest, deps: MutateDependencies
     const record = readOriginalImages(request.object);
     const patch: PatchOperation[] = [];
     const warnings: string[] = [];
-    const pod = { namespace, pod: podName(request) };
+    const pod: PodIdentity = { namespace, pod: podName(request), dryRun: request.dryRun === true };
 
     for (const field of candidates(request, record)) {
       const result = rules.rewrite(field.image, context);
@@ -148,14 +155,16 @@ function recordRewrite(
   field: ImageField,
   to: string,
   rule: RuleRef,
-  pod: { namespace: string; pod: string },
+  pod: PodIdentity,
 ): void {
-  deps.metrics.rewrites.inc({
-    rule_kind: rule.kind,
-    rule_name: rule.name,
-    source_registry: deps.metrics.registryLabel(registryOf(field.image)),
-    target_registry: deps.metrics.registryLabel(registryOf(to)),
-  });
+  // A dry run changes nothing in the cluster: logged (marked), not counted.
+  if (!pod.dryRun)
+    deps.metrics.rewrites.inc({
+      rule_kind: rule.kind,
+      rule_name: rule.name,
+      source_registry: deps.metrics.registryLabel(registryOf(field.image)),
+      target_registry: deps.metrics.registryLabel(registryOf(to)),
+    });
   deps.logger.info(
     { ...pod, container: field.key, from: field.image, to, rule: describeRule(rule) },
     "image rewritten",
@@ -167,7 +176,7 @@ function recordAudit(
   warnings: string[],
   field: ImageField,
   audit: NonNullable<RewriteResult["audit"]>,
-  pod: { namespace: string; pod: string },
+  pod: PodIdentity,
 ): void {
   const rule = describeRule(audit.rule);
   deps.metrics.auditWouldRewrite.inc({ rule_kind: audit.rule.kind, rule_name: audit.rule.name });

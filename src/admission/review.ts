@@ -65,14 +65,21 @@ export function decodeReview(body: unknown): DecodeResult {
   return { ok: true, request: request as unknown as AdmissionRequest };
 }
 
+const WARNING_MAX = 256;
+
+function shorten(warning: string): string {
+  const chars = [...warning];
+  return chars.length > WARNING_MAX ? `${chars.slice(0, WARNING_MAX - 3).join("")}...` : warning;
+}
+
 export function review(response: AdmissionResponse): AdmissionReview {
   return { apiVersion: ADMISSION_API_VERSION, kind: "AdmissionReview", response };
 }
 
 function withWarnings(response: AdmissionResponse, warnings: readonly string[]): AdmissionResponse {
-  // The API server limits warnings; keep each short and their number bounded.
-  if (warnings.length > 0)
-    response.warnings = warnings.slice(0, 20).map((w) => (w.length > 512 ? `${w.slice(0, 509)}...` : w));
+  // The API server may truncate warnings over 256 characters and drop many; keep each short
+  // (cut on code points, so no character is split) and their number bounded.
+  if (warnings.length > 0) response.warnings = warnings.slice(0, 20).map(shorten);
   return response;
 }
 

@@ -10,7 +10,7 @@
 import { type FSWatcher, watch } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { errorMessage, formatIssue, type Location } from "../errors.ts";
+import { errorMessage, formatIssue, type Location, RuleSourceError } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CompiledObject } from "./compile.ts";
 import { type CompiledRules, compileDocuments, type RuleDocument, readRuleDocuments } from "./load.ts";
@@ -44,9 +44,11 @@ export class FileRuleSource implements RuleSource {
   }
 
   async start(): Promise<void> {
-    const info = await stat(this.path);
+    const info = await stat(this.path).catch((error: unknown) => {
+      throw new RuleSourceError(`cannot read rules at ${JSON.stringify(this.path)}: ${errorMessage(error)}`);
+    });
     await this.reload();
-    if (!this.active) throw new Error(`no usable rules in ${JSON.stringify(this.path)}`);
+    if (!this.active) throw new RuleSourceError(`no usable rules in ${JSON.stringify(this.path)}`);
     const folder = info.isDirectory() ? this.path : dirname(this.path);
     try {
       this.watcher = watch(folder, () => this.scheduleReload());
@@ -97,18 +99,15 @@ export class FileRuleSource implements RuleSource {
       );
       return false;
     }
-    const syntaxErrors = read.issues.filter((issue) => issue.severity === "error");
-    if (syntaxErrors.length > 0 && this.active) {
-      this.logger.error(
-        { path: this.path, issues: syntaxErrors.map(formatIssue) },
-        "rules not reloaded; keeping the last good rule set",
-      );
-      return false;
-    }
-    const signature = JSON.stringify(read.documents);
+    const signature = JSON.stringify([read.documents, read.issues]);
     if (this.active && signature === this.signature) return false;
     this.signature = signature;
-    const next = this.keepLastGood(read.documents, compileDocuments(read.documents, read.issues));
+    // Files with YAML syntax errors: none of their documents could be read, so their
+    // objects keep their last good versions.
+    const unreadable = new Set(
+      read.issues.filter((issue) => issue.severity === "error").map((issue) => issue.location.source),
+    );
+    const next = this.keepLastGood(read.documents, compileDocuments(read.documents, read.issues), unreadable);
     for (const issue of next.issues)
       this.logger[issue.severity === "error" ? "error" : "warn"](
         { issue: formatIssue(issue) },
@@ -124,7 +123,11 @@ export class FileRuleSource implements RuleSource {
   }
 
   /** Documents with errors fall back to their object's last good version, when there is one. */
-  private keepLastGood(documents: readonly RuleDocument[], next: CompiledRules): CompiledRules {
+  private keepLastGood(
+    documents: readonly RuleDocument[],
+    next: CompiledRules,
+    unreadable: ReadonlySet<string>,
+  ): CompiledRules {
     if (!this.active) return next;
     const broken = new Set(
       next.issues.filter((issue) => issue.severity === "error").map((issue) => where(issue.location)),
@@ -143,6 +146,15 @@ export class FileRuleSource implements RuleSource {
         this.logger.warn({ object: identity(old) }, "object has errors; keeping its last good version");
       seen.add(identity(chosen));
       objects.push(chosen);
+    }
+    for (const old of this.active.objects) {
+      if (!unreadable.has(old.location.source) || seen.has(identity(old))) continue;
+      this.logger.warn(
+        { object: identity(old), file: old.location.source },
+        "file has YAML errors; keeping the object's last good version",
+      );
+      seen.add(identity(old));
+      objects.push(old);
     }
     return {
       ruleSet: new RuleSet(objects.flatMap((object) => [...object.rules])),

@@ -324,6 +324,7 @@ export class RuleSet {
         changed: false,
         rule: null,
         error: `internal error: ${errorMessage(error)}`,
+        internal: true,
       };
     }
   }

@@ -67,8 +67,18 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       stopping ? "shutting down" : rules.current() ? undefined : "no rule set loaded yet",
   });
 
-  const webhookAddress = await webhook.listen(options.port, options.host);
-  const probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
+  let webhookAddress: Awaited<ReturnType<WebhookServer["listen"]>>;
+  let probesAddress: Awaited<ReturnType<ProbesServer["listen"]>>;
+  try {
+    webhookAddress = await webhook.listen(options.port, options.host);
+    probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
+  } catch (error) {
+    // A port in use, say: release what was started so the process can exit cleanly.
+    if (webhook.server.listening) await webhook.close(0);
+    certificates.stop();
+    await rules.stop();
+    throw error;
+  }
   logger.info(
     {
       webhook: `https://${options.host}:${webhookAddress.port}`,

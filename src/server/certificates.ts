@@ -16,7 +16,6 @@ import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { createCertificateAuthority, createServingCertificate } from "../tls/certs.ts";
 
 export interface CertificatePair {
   readonly cert: string;
@@ -33,6 +32,9 @@ export interface CertificateSource {
 
 /** Throws unless the pair is a usable TLS certificate and matching key. */
 function checkPair(pair: CertificatePair): void {
+  // createSecureContext silently ignores an empty cert or key; a file caught half-written is one.
+  if (!pair.cert.includes("-----BEGIN")) throw new Error("the certificate file holds no PEM certificate");
+  if (!pair.key.includes("-----BEGIN")) throw new Error("the key file holds no PEM private key");
   createSecureContext({ cert: pair.cert, key: pair.key });
 }
 
@@ -134,6 +136,9 @@ export class SelfSignedCertificateSource implements CertificateSource {
   }
 
   async start(): Promise<CertificatePair> {
+    // Loaded only here: the X.509 library costs about 17 MB RSS that a server given its
+    // certificate files never needs.
+    const { createCertificateAuthority, createServingCertificate } = await import("../tls/certs.ts");
     const ca = await createCertificateAuthority({ commonName: "ImageShift local CA", validityDays: 365 });
     const leaf = await createServingCertificate(ca, {
       commonName: "localhost",

@@ -48,6 +48,7 @@ function send(response: ServerResponse, status: number, body: unknown, close = f
 export class WebhookServer {
   readonly server: Server;
   private readonly options: WebhookServerOptions;
+  private closing = false;
 
   constructor(options: WebhookServerOptions) {
     this.options = options;
@@ -70,6 +71,9 @@ export class WebhookServer {
 
   /** Stops accepting, lets requests in flight finish, then closes what is left after `graceMs`. */
   async close(graceMs: number): Promise<void> {
+    // Responses from now on carry `connection: close`, so keep-alive connections end
+    // with the request in flight instead of idling until the grace period runs out.
+    this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
@@ -93,13 +97,19 @@ export class WebhookServer {
       const decoded = decodeReview(await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES));
       if (!decoded.ok) throw new HttpError(400, `not an AdmissionReview: ${decoded.error}`);
       const { review, outcome } = handler(decoded.request);
-      send(response, 200, review);
+      send(response, 200, review, this.closing);
       metrics.admissionRequests.inc({
         webhook: path.slice(1),
         operation: decoded.request.operation ?? "",
         outcome,
       });
     } catch (error) {
+      if ((error as { code?: string }).code === "ECONNRESET") {
+        // The client went away mid-request (an API server timeout, say): nothing to answer.
+        metrics.errors.inc({ kind: "client_aborted" });
+        logger.debug({ path, err: errorMessage(error) }, "client closed the connection mid-request");
+        return;
+      }
       const status = error instanceof HttpError ? error.status : 500;
       const message = error instanceof HttpError ? error.message : `internal error: ${errorMessage(error)}`;
       metrics.errors.inc({ kind: status === 500 ? "internal" : "bad_request" });
@@ -109,7 +119,8 @@ export class WebhookServer {
         outcome: "invalid",
       });
       logger.warn({ path, status, err: message }, "request refused");
-      if (!response.headersSent) send(response, status, { error: message, status }, status === 413);
+      if (!response.headersSent)
+        send(response, status, { error: message, status }, status === 413 || this.closing);
       else response.destroy();
     } finally {
       if (handler)

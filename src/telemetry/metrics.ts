@@ -41,7 +41,7 @@ export class Metrics {
 
   readonly errors = new Counter({
     name: "imageshift_errors_total",
-    help: "Errors by kind: invalid_image, rule (a rule produced an invalid image), internal, bad_request, rule_source.",
+    help: "Errors by kind: invalid_image, rule (a rule produced an invalid image), internal, bad_request, client_aborted.",
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });

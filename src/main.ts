@@ -1,0 +1,4 @@
+/** Process entry point: runs the `imageshift` command line with the process's arguments. */
+import { run } from "./cli/main.ts";
+
+process.exitCode = await run(process.argv.slice(2));
