@@ -55,3 +55,20 @@ export class RuleSourceError extends ImageShiftError {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * A short message for an error from the Kubernetes client: its HTTP code and the API
+ * server's own message, without the response headers the client puts in `message`.
+ */
+export function kubeErrorMessage(error: unknown): string {
+  const { code, body } = error as { code?: number; body?: unknown };
+  if (typeof code !== "number") return errorMessage(error);
+  let message: string | undefined;
+  try {
+    const parsed = typeof body === "string" ? JSON.parse(body) : body;
+    message = (parsed as { message?: string } | undefined)?.message;
+  } catch {
+    message = undefined;
+  }
+  return `HTTP ${code}${message ? `: ${message}` : ""}`;
+}

@@ -3,6 +3,7 @@
  * routes and turns errors into exit codes.
  */
 import { errorMessage, RuleSourceError, UsageError } from "../errors.ts";
+import { crdsCommand } from "./crds.ts";
 import { type CommandIO, EXIT_USAGE, processIO } from "./io.ts";
 import { rewriteCommand } from "./rewrite.ts";
 import { serveCommand } from "./serve.ts";
@@ -13,6 +14,7 @@ type Command = (argv: string[], io: CommandIO) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   rewrite: { run: rewriteCommand, summary: "rewrite image references with rules from files" },
   validate: { run: validateCommand, summary: "validate rule files and list every problem" },
+  crds: { run: crdsCommand, summary: "print the CustomResourceDefinitions (YAML)" },
   serve: { run: serveCommand, summary: "serve the admission webhooks (rules from files, hot-reloaded)" },
 };
 

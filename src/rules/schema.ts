@@ -56,10 +56,17 @@ export const RegexSwapSchema = Type.Object({
 });
 
 export const ImageshiftSpecSchema = Type.Object({
-  default: Type.Optional(NonEmptyString("Registry that names without a registry resolve to.")),
-  priority: Type.Optional(Type.Integer({ description: "Higher objects are consulted first." })),
+  default: Type.Optional(
+    Type.String({
+      minLength: 1,
+      default: "docker.io",
+      description: "Registry that names without a registry resolve to.",
+    }),
+  ),
+  priority: Type.Optional(Type.Integer({ default: 0, description: "Higher objects are consulted first." })),
   mode: Type.Optional(
     Type.Union([Type.Literal("Enforce"), Type.Literal("Audit")], {
+      default: "Enforce",
       description: "Enforce rewrites; Audit only reports what would change.",
     }),
   ),
@@ -70,11 +77,26 @@ export const ImageshiftSpecSchema = Type.Object({
       description: "Images matching any of these are never rewritten by this object.",
     }),
   ),
-  mappings: Type.Object({
-    swap: Type.Optional(Type.Array(SwapSchema)),
-    exactSwap: Type.Optional(Type.Array(ExactSwapSchema)),
-    regexSwap: Type.Optional(Type.Array(RegexSwapSchema)),
-  }),
+  mappings: Type.Object(
+    {
+      swap: Type.Optional(
+        Type.Array(SwapSchema, { description: "Registry (prefix) swaps; the longest prefix wins." }),
+      ),
+      exactSwap: Type.Optional(Type.Array(ExactSwapSchema, { description: "Exact image replacements." })),
+      regexSwap: Type.Optional(Type.Array(RegexSwapSchema, { description: "RE2 rewrites, in list order." })),
+    },
+    {
+      description: "The rules; at least one.",
+      // Kept in the CRD as a CEL rule, so the API server refuses an empty object even
+      // without the validating webhook.
+      "x-kubernetes-validations": [
+        {
+          rule: "(has(self.swap) ? size(self.swap) : 0) + (has(self.exactSwap) ? size(self.exactSwap) : 0) + (has(self.regexSwap) ? size(self.regexSwap) : 0) > 0",
+          message: "no rules: add swap, exactSwap or regexSwap entries",
+        },
+      ],
+    },
+  ),
 });
 export type ImageshiftSpec = Static<typeof ImageshiftSpecSchema>;
 

@@ -1,0 +1,196 @@
+/**
+ * Rules from the cluster (`imageshift serve` without `--rules`): `Imageshift` objects,
+ * optionally `RegistryRewriteRule` objects, and Namespaces (for namespace selectors), all
+ * through watches, never an API call per admission.
+ *
+ * Every add, update or delete rebuilds the rule set and swaps it in atomically, so a change
+ * applied with kubectl rewrites the next pod. Objects are compiled once per generation, so
+ * status updates and relists do not recompile anything. The source is ready after the first
+ * full sync of every watch; while the API server is away, the last rule set keeps serving.
+ */
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type V1Namespace,
+} from "@kubernetes/client-node";
+import { formatIssue } from "../errors.ts";
+import { type CompiledObject, type CompileResult, compileObject } from "../rules/compile.ts";
+import type { CompiledRules } from "../rules/load.ts";
+import { RuleSet } from "../rules/ruleset.ts";
+import { COMPAT_GROUP, COMPAT_KIND, IMAGESHIFT_GROUP, IMAGESHIFT_KIND } from "../rules/schema.ts";
+import type { Labels } from "../rules/selector.ts";
+import type { RuleSource } from "../rules/source.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { WatchedKind } from "./informer.ts";
+
+export interface RuleObjectKind {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly kind: string;
+}
+
+export const IMAGESHIFT_RESOURCE: RuleObjectKind = {
+  group: IMAGESHIFT_GROUP,
+  version: "v1",
+  plural: "imageshifts",
+  kind: IMAGESHIFT_KIND,
+};
+export const COMPAT_RESOURCE: RuleObjectKind = {
+  group: COMPAT_GROUP,
+  version: "v1alpha1",
+  plural: "registryrewriterules",
+  kind: COMPAT_KIND,
+};
+
+/** A rule object as stored in the cluster, with what ImageShift made of it. */
+export interface ClusterObject {
+  readonly resource: RuleObjectKind;
+  readonly object: KubernetesObject & { spec?: unknown; status?: unknown };
+  readonly result: CompileResult;
+}
+
+export interface ClusterRuleSourceOptions {
+  kubeConfig: KubeConfig;
+  logger: Logger;
+  /** Also watch the Mutating Registry Webhook's `RegistryRewriteRule` kind (default true). */
+  watchCompat?: boolean;
+}
+
+export class ClusterRuleSource implements RuleSource {
+  private readonly logger: Logger;
+  private readonly kinds: { resource: RuleObjectKind; watch: WatchedKind<KubernetesObject> }[];
+  private readonly namespaces: WatchedKind<V1Namespace>;
+  private readonly listeners: ((rules: CompiledRules) => void)[] = [];
+  private readonly compiled = new Map<string, ClusterObject>();
+  private active: CompiledRules | undefined;
+  private activeKey = "";
+  private objects: ClusterObject[] = [];
+  private scheduled = false;
+
+  constructor(options: ClusterRuleSourceOptions) {
+    this.logger = options.logger;
+    const custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    const core = options.kubeConfig.makeApiClient(CoreV1Api);
+    const resources =
+      options.watchCompat === false ? [IMAGESHIFT_RESOURCE] : [IMAGESHIFT_RESOURCE, COMPAT_RESOURCE];
+    const onChange = () => this.scheduleRebuild();
+    this.kinds = resources.map((resource) => ({
+      resource,
+      watch: new WatchedKind<KubernetesObject>({
+        kubeConfig: options.kubeConfig,
+        path: `/apis/${resource.group}/${resource.version}/${resource.plural}`,
+        list: () =>
+          custom.listClusterCustomObject({
+            group: resource.group,
+            version: resource.version,
+            plural: resource.plural,
+          }) as Promise<KubernetesListObject<KubernetesObject>>,
+        logger: this.logger,
+        onChange,
+      }),
+    }));
+    this.namespaces = new WatchedKind<V1Namespace>({
+      kubeConfig: options.kubeConfig,
+      path: "/api/v1/namespaces",
+      list: () => core.listNamespace(),
+      logger: this.logger,
+      // Labels are read at admission time: a change needs no rebuild, only the first sync
+      // (the source is ready once every watch has synced).
+      onChange: () => {
+        if (!this.active) this.scheduleRebuild();
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    // Not awaited to the end: watches sync in the background and retry on their own;
+    // `current()` stays undefined (not ready) until every one of them has synced.
+    for (const watch of [...this.kinds.map((kind) => kind.watch), this.namespaces]) void watch.start();
+  }
+
+  current(): CompiledRules | undefined {
+    return this.active;
+  }
+
+  /** Every rule object with its compile result, for status reporting. */
+  clusterObjects(): readonly ClusterObject[] {
+    return this.objects;
+  }
+
+  onChange(listener: (rules: CompiledRules) => void): void {
+    this.listeners.push(listener);
+  }
+
+  namespaceLabels(namespace: string): Labels | undefined {
+    return this.namespaces.get(namespace)?.metadata?.labels;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.kinds.map((kind) => kind.watch.stop()), this.namespaces.stop()]);
+  }
+
+  get synced(): boolean {
+    return this.namespaces.synced && this.kinds.every((kind) => kind.watch.synced);
+  }
+
+  /** Bursts of events (a relist, `kubectl apply -f dir`) give one rebuild. */
+  private scheduleRebuild(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.rebuild();
+    });
+  }
+
+  /** Rebuilds and swaps the rule set; exported behaviour is through `current()` and listeners. */
+  rebuild(): void {
+    if (!this.synced) return;
+    const seen = new Set<string>();
+    const objects: ClusterObject[] = [];
+    for (const { resource, watch } of this.kinds) {
+      for (const object of watch.list()) {
+        const key = `${resource.kind}/${object.metadata?.uid}/${object.metadata?.generation}`;
+        seen.add(key);
+        let entry = this.compiled.get(key);
+        if (!entry) {
+          const name = object.metadata?.name ?? "";
+          entry = { resource, object, result: compileObject(object, { source: `${resource.kind}/${name}` }) };
+          this.compiled.set(key, entry);
+          for (const issue of entry.result.issues)
+            this.logger[issue.severity === "error" ? "error" : "warn"](
+              { issue: formatIssue(issue) },
+              "rule problem",
+            );
+        } else if (entry.object !== object) {
+          // Same generation (a status or metadata update): keep the compile, track the latest object.
+          entry = { ...entry, object };
+          this.compiled.set(key, entry);
+        }
+        objects.push(entry);
+      }
+    }
+    for (const key of this.compiled.keys()) if (!seen.has(key)) this.compiled.delete(key);
+    this.objects = objects;
+    const activeKey = [...seen].sort().join("\n");
+    if (this.active && activeKey === this.activeKey) return;
+    this.activeKey = activeKey;
+    const usable: CompiledObject[] = objects.flatMap((entry) =>
+      entry.result.object ? [entry.result.object] : [],
+    );
+    this.active = {
+      ruleSet: new RuleSet(usable.flatMap((object) => [...object.rules])),
+      objects: usable,
+      issues: objects.flatMap((entry) => [...entry.result.issues]),
+    };
+    this.logger.info(
+      { objects: usable.length, rules: this.active.ruleSet.size },
+      "rules loaded from the cluster",
+    );
+    for (const listener of this.listeners) listener(this.active);
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Lease-based leader election (`coordination.k8s.io/v1`), so that of several replicas
+ * exactly one writes status. The same algorithm as client-go's: the holder renews the
+ * Lease every `retryPeriod`; another replica takes it over only once it has not been
+ * renewed for `leaseDuration`; a holder that cannot renew within `renewDeadline` steps
+ * down on its own. Every write carries the resourceVersion it read, so two replicas can
+ * never both take an expired Lease.
+ */
+import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from "@kubernetes/client-node";
+import { kubeErrorMessage } from "../errors.ts";
+import type { Logger } from "../telemetry/logger.ts";
+
+export interface LeaderElectionOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  name: string;
+  identity: string;
+  logger: Logger;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  onStartedLeading: () => void;
+  onStoppedLeading: () => void;
+}
+
+function statusCode(error: unknown): number | undefined {
+  return (error as { code?: number }).code;
+}
+
+/** A Lease's MicroTime wants six fractional digits, which V1MicroTime writes and a Date does not. */
+function microTime(value: Date | undefined): V1MicroTime | undefined {
+  return value === undefined ? undefined : new V1MicroTime(value);
+}
+
+export class LeaderElector {
+  private readonly options: LeaderElectionOptions;
+  private readonly api: CoordinationV1Api;
+  private readonly leaseDurationMs: number;
+  private readonly renewDeadlineMs: number;
+  private readonly retryPeriodMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private lastRenew = 0;
+  private stopped = false;
+  leading = false;
+
+  constructor(options: LeaderElectionOptions) {
+    this.options = options;
+    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
+    this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
+    this.retryPeriodMs = options.retryPeriodMs ?? 2_000;
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.tick();
+  }
+
+  /** Stops campaigning; a leader gives the Lease up so another replica takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (!this.leading) return;
+    this.setLeading(false);
+    try {
+      const lease = await this.read();
+      if (lease?.spec && lease.spec.holderIdentity === this.options.identity) {
+        // An expired Lease with no holder: anyone may take it at once.
+        lease.spec = {
+          ...lease.spec,
+          holderIdentity: undefined,
+          acquireTime: microTime(lease.spec.acquireTime),
+          renewTime: microTime(new Date(0)),
+        };
+        await this.api.replaceNamespacedLease({
+          name: this.options.name,
+          namespace: this.options.namespace,
+          body: lease,
+        });
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: kubeErrorMessage(error) }, "could not release the leader Lease");
+    }
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const acquired = await this.tryAcquireOrRenew();
+      if (acquired) this.lastRenew = Date.now();
+      if (acquired && !this.leading) this.setLeading(true);
+      if (!acquired && this.leading) this.setLeading(false);
+    } catch (error) {
+      this.options.logger.warn(
+        { err: kubeErrorMessage(error) },
+        "leader election: Lease not read or written",
+      );
+      if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs) this.setLeading(false);
+    }
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(), this.retryPeriodMs);
+    this.timer.unref();
+  }
+
+  private setLeading(leading: boolean): void {
+    this.leading = leading;
+    this.options.logger.info(
+      { identity: this.options.identity, lease: `${this.options.namespace}/${this.options.name}` },
+      leading ? "became the leader" : "stopped leading",
+    );
+    if (leading) this.options.onStartedLeading();
+    else this.options.onStoppedLeading();
+  }
+
+  private async read(): Promise<V1Lease | undefined> {
+    try {
+      return await this.api.readNamespacedLease({
+        name: this.options.name,
+        namespace: this.options.namespace,
+      });
+    } catch (error) {
+      if (statusCode(error) === 404) return undefined;
+      throw error;
+    }
+  }
+
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const { name, namespace, identity } = this.options;
+    const now = new Date();
+    const lease = await this.read();
+    const spec = {
+      holderIdentity: identity,
+      leaseDurationSeconds: Math.ceil(this.leaseDurationMs / 1000),
+      renewTime: microTime(now),
+    };
+    if (!lease) {
+      try {
+        await this.api.createNamespacedLease({
+          namespace,
+          body: {
+            metadata: { name, namespace },
+            spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
+          },
+        });
+        return true;
+      } catch (error) {
+        if (statusCode(error) === 409) return false; // another replica created it first
+        throw error;
+      }
+    }
+    const held = lease.spec ?? {};
+    const mine = held.holderIdentity === identity;
+    const renewed = held.renewTime ? new Date(held.renewTime as unknown as string).getTime() : 0;
+    const duration = (held.leaseDurationSeconds ?? 0) * 1000;
+    if (!mine && held.holderIdentity && renewed + duration > now.getTime()) return false;
+    lease.spec = {
+      ...held,
+      ...spec,
+      acquireTime: microTime(mine ? held.acquireTime : now),
+      ...(mine ? {} : { leaseTransitions: (held.leaseTransitions ?? 0) + 1 }),
+    };
+    try {
+      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      return true;
+    } catch (error) {
+      if (statusCode(error) === 409) return false; // someone else wrote it since we read it
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * What each rule object's status says, and the writer that keeps it so.
+ *
+ *   status:
+ *     observedGeneration: 3
+ *     rules: 5                      # rules in use
+ *     conditions:
+ *     - type: Ready
+ *       status: "False"
+ *       reason: InvalidRules
+ *       message: "spec.mappings.regexSwap[2].expression: …; spec.mappings.swap[0].target: …"
+ *
+ * Only the leader writes (see `leader.ts`), so replicas never fight over it; a write happens
+ * only when the wanted status differs from the stored one.
+ */
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { kubeErrorMessage } from "../errors.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { ClusterObject } from "./cluster-source.ts";
+
+export interface Condition {
+  type: "Ready";
+  status: "True" | "False";
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+export interface RuleObjectStatus {
+  observedGeneration?: number;
+  rules: number;
+  conditions: Condition[];
+}
+
+/** Longest condition message; the API server stores up to 32 KiB, but a status is read by people. */
+const MESSAGE_MAX = 4096;
+
+interface StoredStatus {
+  observedGeneration?: number;
+  rules?: number;
+  conditions?: Partial<Condition>[];
+}
+
+/** The status an object should have, keeping the stored transition time when nothing flipped. */
+export function desiredStatus(entry: ClusterObject, now: Date = new Date()): RuleObjectStatus {
+  const generation = entry.object.metadata?.generation;
+  const errors = entry.result.issues.filter((issue) => issue.severity === "error");
+  const rules = entry.result.object?.rules.length ?? 0;
+  const ready = errors.length === 0 && entry.result.object !== undefined;
+  let message: string;
+  if (ready) message = `${rules} rule(s) in use`;
+  else {
+    const listed = errors
+      .map((issue) => `${issue.location.field || "(object)"}: ${issue.message}`)
+      .join("; ");
+    const usable = entry.result.object ? `${rules} valid rule(s) in use; invalid: ` : "not in use: ";
+    message = (usable + listed).slice(0, MESSAGE_MAX);
+  }
+  const stored = (entry.object.status as StoredStatus | undefined)?.conditions?.find(
+    (condition) => condition.type === "Ready",
+  );
+  const status = ready ? "True" : "False";
+  const condition: Condition = {
+    type: "Ready",
+    status,
+    reason: ready ? "RulesValid" : entry.result.object ? "InvalidRules" : "InvalidObject",
+    message,
+    lastTransitionTime:
+      stored?.status === status && stored.lastTransitionTime
+        ? stored.lastTransitionTime
+        : now.toISOString().replace(/\.\d+Z$/, "Z"),
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+  };
+  return {
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+    rules,
+    conditions: [condition],
+  };
+}
+
+/** True when the stored status already says this (times aside). */
+export function statusMatches(stored: unknown, wanted: RuleObjectStatus): boolean {
+  const current = stored as StoredStatus | undefined;
+  const condition = current?.conditions?.find((c) => c.type === "Ready");
+  const [want] = wanted.conditions;
+  return (
+    current?.observedGeneration === wanted.observedGeneration &&
+    current?.rules === wanted.rules &&
+    condition?.status === want?.status &&
+    condition?.reason === want?.reason &&
+    condition?.message === want?.message &&
+    condition?.observedGeneration === want?.observedGeneration
+  );
+}
+
+export class StatusWriter {
+  private readonly api: CustomObjectsApi;
+  private readonly logger: Logger;
+  private running: Promise<void> | undefined;
+  private again = false;
+
+  constructor(kubeConfig: KubeConfig, logger: Logger) {
+    this.api = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.logger = logger;
+  }
+
+  /** Brings every object's status up to date; overlapping calls coalesce into one more pass. */
+  sync(objects: () => readonly ClusterObject[]): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        for (const entry of objects()) await this.write(entry);
+      } while (this.again);
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async write(entry: ClusterObject): Promise<void> {
+    const wanted = desiredStatus(entry);
+    if (statusMatches(entry.object.status, wanted)) return;
+    const { group, version, plural } = entry.resource;
+    const name = entry.object.metadata?.name ?? "";
+    try {
+      await this.api.patchClusterCustomObjectStatus(
+        { group, version, plural, name, body: { status: wanted } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      this.logger.info(
+        { object: `${entry.resource.kind}/${name}`, ready: wanted.conditions[0]?.status },
+        "status updated",
+      );
+    } catch (error) {
+      // Deleted meanwhile, or a conflict: the next change or resync brings another pass.
+      this.logger.warn(
+        { object: `${entry.resource.kind}/${name}`, err: kubeErrorMessage(error) },
+        "status not updated",
+      );
+    }
+  }
+}
