@@ -132,7 +132,7 @@ async function fixedRate(port: number, body: string, rate: number, seconds: numb
 const dir = mkdtempSync(join(tmpdir(), "imageshift-bench-"));
 const [document] = swapAndExact(10_000);
 writeFileSync(join(dir, "rules.json"), JSON.stringify(document?.value));
-// As deployed: the production build (dist/), certificate files, and the container's NODE_OPTIONS.
+// As deployed: the production build (build/), certificate files, and the container's NODE_OPTIONS.
 execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
   stdio: "inherit",
 });
@@ -149,7 +149,7 @@ const [port, metricsPort] = [await freePort(), await freePort()];
 const server = spawn(
   process.execPath,
   [
-    "dist/main.js",
+    "build/main.js",
     "serve",
     "--rules",
     join(dir, "rules.json"),

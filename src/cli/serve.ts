@@ -5,13 +5,11 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { KubeConfig } from "@kubernetes/client-node";
-import { ClusterRuleSource } from "../kube/cluster-source.ts";
-import { startStatusReporting } from "../kube/operator.ts";
+import { clusterMode } from "../kube/cluster-mode.ts";
 import { FileRuleSource } from "../rules/file-source.ts";
 import { startApp } from "../server/app.ts";
 import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../telemetry/logger.ts";
+import { createLogger, LOG_LEVELS, type LogLevel } from "../telemetry/logger.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
 
@@ -35,8 +33,19 @@ Options:
   --shutdown-timeout SECONDS  how long requests in flight may take on SIGTERM (default 25)
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
   --leader-election-namespace NS
-                              cluster mode: namespace of the status writer's Lease
-                              (default: $POD_NAMESPACE, else default)
+                              cluster mode: ImageShift's namespace, where its Lease and
+                              certificate Secret live (default: $POD_NAMESPACE, else default)
+  --tls-secret NAME           cluster mode, self-managed certificates: the leader keeps a CA
+                              and a serving certificate in this Secret and every replica
+                              serves from it (instead of --tls-cert-file)
+  --webhook-configuration NAME
+                              self-managed: the webhook configurations whose caBundle to keep
+  --service-name NAME         self-managed: the Service the certificate is for
+  --certificate-names N,...   self-managed: extra DNS names or IPs in the certificate
+  --ca-validity DURATION      self-managed: CA lifetime, e.g. 3650d (default); s, m, h, d
+  --certificate-validity DURATION
+                              self-managed: serving certificate lifetime (default 90d)
+  --renew-before DURATION     self-managed: renew this long before expiry (default 30d)
   --log-level LEVEL           ${LOG_LEVELS.join(", ")} (default info)
   -h, --help                  this help
 `;
@@ -49,26 +58,17 @@ function port(value: string | undefined, flag: string, fallback: number): number
   return n;
 }
 
-/** Rules, namespace labels and status from the cluster: in-cluster config, $KUBECONFIG or ~/.kube/config. */
-function clusterMode(logger: Logger, watchCompat: boolean, leaseNamespace: string | undefined) {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
-  const source = new ClusterRuleSource({ kubeConfig, logger, watchCompat });
-  const reporting = startStatusReporting({
-    kubeConfig,
-    source,
-    logger,
-    namespace: leaseNamespace ?? process.env.POD_NAMESPACE ?? "default",
-  });
-  logger.info(
-    { server: kubeConfig.getCurrentCluster()?.server, watchCompat },
-    "cluster mode: rules come from the API server",
-  );
-  return {
-    rules: source,
-    namespaceLabels: (namespace: string) => source.namespaceLabels(namespace),
-    stop: () => reporting.stop(),
-  };
+const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90d`, `12h`, `30m`, `45s` to milliseconds. */
+export function duration(value: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)([smhd])$/.exec(value);
+  if (!match)
+    throw usageError(
+      `${flag} must be a duration such as 90d, 12h, 30m or 45s, got ${JSON.stringify(value)}`,
+      "serve",
+    );
+  return Number(match[1]) * (UNITS[match[2] as string] as number);
 }
 
 export async function serveCommand(argv: string[], io: CommandIO): Promise<number> {
@@ -88,6 +88,13 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "log-level": { type: "string", default: "info" },
       "disable-compat-kind": { type: "boolean", default: false },
       "leader-election-namespace": { type: "string" },
+      "tls-secret": { type: "string" },
+      "webhook-configuration": { type: "string", default: "imageshift" },
+      "service-name": { type: "string", default: "imageshift" },
+      "certificate-names": { type: "string", default: "" },
+      "ca-validity": { type: "string", default: "3650d" },
+      "certificate-validity": { type: "string", default: "90d" },
+      "renew-before": { type: "string", default: "30d" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -113,13 +120,38 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
     );
 
   const logger = createLogger(level);
-  const certificates =
-    certFile && keyFile
-      ? new FileCertificateSource({ certFile, keyFile, logger })
-      : new SelfSignedCertificateSource({ folder: values["self-signed-dir"], logger });
+  if (values["tls-secret"] && (values.rules || certFile)) {
+    throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
+  }
+  const namespace = values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default";
+  const selfManaged = values["tls-secret"]
+    ? {
+        secretName: values["tls-secret"],
+        webhookConfigurationName: values["webhook-configuration"],
+        serviceName: values["service-name"],
+        extraNames: values["certificate-names"].split(",").filter(Boolean),
+        caValidityMs: duration(values["ca-validity"], "--ca-validity"),
+        certificateValidityMs: duration(values["certificate-validity"], "--certificate-validity"),
+        renewBeforeMs: duration(values["renew-before"], "--renew-before"),
+      }
+    : undefined;
   const mode = values.rules
-    ? { rules: new FileRuleSource({ path: values.rules, logger }), stop: async () => {} }
-    : clusterMode(logger, !values["disable-compat-kind"], values["leader-election-namespace"]);
+    ? {
+        rules: new FileRuleSource({ path: values.rules, logger }),
+        certificateSource: undefined,
+        stop: async () => {},
+      }
+    : clusterMode({
+        logger,
+        watchCompat: !values["disable-compat-kind"],
+        namespace,
+        ...(selfManaged ? { selfManaged } : {}),
+      });
+  const certificates =
+    mode.certificateSource ??
+    (certFile && keyFile
+      ? new FileCertificateSource({ certFile, keyFile, logger })
+      : new SelfSignedCertificateSource({ folder: values["self-signed-dir"], logger }));
   const app = await startApp({
     rules: mode.rules,
     certificates,

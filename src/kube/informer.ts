@@ -11,7 +11,8 @@ import {
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
-  makeInformer,
+  ListWatch,
+  Watch,
 } from "@kubernetes/client-node";
 import { kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -21,6 +22,8 @@ export interface WatchedKindOptions<T extends KubernetesObject> {
   /** Watch path, e.g. `/apis/imageshift.dev/v1/imageshifts`. */
   path: string;
   list: () => Promise<KubernetesListObject<T>>;
+  /** Watch only matching objects, e.g. `metadata.name=imageshift-tls` (list must match too). */
+  fieldSelector?: string;
   logger: Logger;
   /** Called after any add, update or delete, and after each (re)list. */
   onChange: () => void;
@@ -30,7 +33,7 @@ export interface WatchedKindOptions<T extends KubernetesObject> {
 
 export class WatchedKind<T extends KubernetesObject> {
   private readonly options: WatchedKindOptions<T>;
-  private readonly informer: ReturnType<typeof makeInformer<T>>;
+  private readonly informer: ListWatch<T>;
   private stopped = false;
   private backoffMs: number;
   private retry: NodeJS.Timeout | undefined;
@@ -41,7 +44,14 @@ export class WatchedKind<T extends KubernetesObject> {
   constructor(options: WatchedKindOptions<T>) {
     this.options = options;
     this.backoffMs = options.minBackoffMs ?? 500;
-    this.informer = makeInformer<T>(options.kubeConfig, options.path, options.list);
+    this.informer = new ListWatch<T>(
+      options.path,
+      new Watch(options.kubeConfig),
+      options.list,
+      false,
+      undefined,
+      options.fieldSelector,
+    );
     for (const verb of ["add", "update", "delete"] as const) this.informer.on(verb, () => options.onChange());
     this.informer.on("error", (error: unknown) => this.failed(error));
   }

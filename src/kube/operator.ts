@@ -1,11 +1,14 @@
 /**
- * The operator half of cluster mode: status reporting under leader election. Every replica
- * serves admissions from its own watches; only the leader writes status.
+ * The operator half of cluster mode: the leader's duties. Every replica serves admissions
+ * from its own watches; only the leader writes status and, in self-managed certificate mode,
+ * keeps the certificates and the webhook configurations' caBundle.
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import type { CertificateManager } from "./certificate-manager.ts";
 import type { ClusterRuleSource } from "./cluster-source.ts";
 import { LeaderElector } from "./leader.ts";
 import { StatusWriter } from "./status.ts";
@@ -22,6 +25,8 @@ export interface StatusReportingOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** Self-managed certificates: reconciled by the leader every `periodMs`. */
+  certificates?: CertificateManager;
 }
 
 export interface StatusReporting {
@@ -33,6 +38,15 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
   const { source, logger } = options;
   const writer = new StatusWriter(options.kubeConfig, logger);
   let resync: NodeJS.Timeout | undefined;
+  let renew: NodeJS.Timeout | undefined;
+  const { certificates } = options;
+  const reconcileCertificates = async () => {
+    try {
+      await certificates?.reconcile();
+    } catch (error) {
+      logger.warn({ err: kubeErrorMessage(error) }, "certificates not reconciled; retrying");
+    }
+  };
   const sync = () => {
     if (elector.leading && source.current()) void writer.sync(() => source.clusterObjects());
   };
@@ -49,8 +63,16 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
       sync();
       resync = setInterval(sync, options.resyncMs ?? 30_000);
       resync.unref();
+      if (certificates) {
+        void reconcileCertificates();
+        renew = setInterval(() => void reconcileCertificates(), certificates.periodMs);
+        renew.unref();
+      }
     },
-    onStoppedLeading: () => clearInterval(resync),
+    onStoppedLeading: () => {
+      clearInterval(resync);
+      clearInterval(renew);
+    },
   });
   source.onChange(sync);
   elector.start();
@@ -58,6 +80,7 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
     elector,
     async stop() {
       clearInterval(resync);
+      clearInterval(renew);
       await elector.stop();
     },
   };

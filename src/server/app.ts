@@ -38,45 +38,50 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { rules, certificates, logger } = options;
   const metrics = options.metrics ?? new Metrics();
   let stopping = false;
+  let webhook: WebhookServer | undefined;
 
-  rules.onChange((compiled) => metrics.rulesReloaded(compiled.ruleSet.size));
-  await rules.start();
-  const loaded = rules.current();
-  if (loaded) metrics.rulesReloaded(loaded.ruleSet.size);
-
-  const pair = await certificates.start();
-  const webhook = new WebhookServer({
-    tls: pair,
-    metrics,
-    logger,
-    handlers: {
-      "/mutate": (request) =>
-        handleMutate(request, {
-          rules: () => rules.current()?.ruleSet,
-          namespaceLabels: options.namespaceLabels ?? (() => undefined),
-          failClosed: options.failClosed ?? false,
-          metrics,
-          logger,
-        }),
-      "/validate": handleValidate,
+  // Probes first: the process is live while it waits for rules or a certificate (in
+  // self-managed mode, until the leader has written the Secret), and not ready until both.
+  const probes = new ProbesServer(metrics, {
+    notReadyReason: () => {
+      if (stopping) return "shutting down";
+      if (!rules.current()) return "no rule set loaded yet";
+      return webhook ? undefined : "waiting for the serving certificate";
     },
   });
-  certificates.onChange((next) => webhook.setCertificate(next));
-  const probes = new ProbesServer(metrics, {
-    notReadyReason: () =>
-      stopping ? "shutting down" : rules.current() ? undefined : "no rule set loaded yet",
-  });
-
+  const probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
   let webhookAddress: Awaited<ReturnType<WebhookServer["listen"]>>;
-  let probesAddress: Awaited<ReturnType<ProbesServer["listen"]>>;
   try {
-    webhookAddress = await webhook.listen(options.port, options.host);
-    probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
+    rules.onChange((compiled) => metrics.rulesReloaded(compiled.ruleSet.size));
+    await rules.start();
+    const loaded = rules.current();
+    if (loaded) metrics.rulesReloaded(loaded.ruleSet.size);
+
+    const pair = await certificates.start();
+    const server = new WebhookServer({
+      tls: pair,
+      metrics,
+      logger,
+      handlers: {
+        "/mutate": (request) =>
+          handleMutate(request, {
+            rules: () => rules.current()?.ruleSet,
+            namespaceLabels: options.namespaceLabels ?? (() => undefined),
+            failClosed: options.failClosed ?? false,
+            metrics,
+            logger,
+          }),
+        "/validate": handleValidate,
+      },
+    });
+    certificates.onChange((next) => server.setCertificate(next));
+    webhookAddress = await server.listen(options.port, options.host);
+    webhook = server;
   } catch (error) {
-    // A port in use, say: release what was started so the process can exit cleanly.
-    if (webhook.server.listening) await webhook.close(0);
+    // A port in use, unreadable rules, …: release what was started so the process can exit.
     certificates.stop();
     await rules.stop();
+    await probes.close();
     throw error;
   }
   logger.info(
@@ -95,7 +100,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       if (stopping) return;
       stopping = true;
       logger.info({ graceMs }, "shutting down: finishing requests in flight");
-      await webhook.close(graceMs);
+      await webhook?.close(graceMs);
       certificates.stop();
       await rules.stop();
       await probes.close();

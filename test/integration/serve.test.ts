@@ -33,11 +33,11 @@ interface Served {
 
 const children = new Set<ChildProcess>();
 
-function serve(args: string[]): Served {
+function serve(args: string[], env: NodeJS.ProcessEnv = {}): Served {
   const child = spawn(process.execPath, [BIN, "serve", ...args], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NODE_OPTIONS: "" },
+    env: { ...process.env, NODE_OPTIONS: "", ...env },
   });
   children.add(child);
   const lines: LogLine[] = [];
@@ -383,12 +383,16 @@ describe("imageshift serve", () => {
     assert.equal(served.lines.length, 0, "nothing was started");
   });
 
-  it("exits 2 without --rules", async () => {
-    const served = serve(["--port", "0", "--metrics-port", "0", "--bind-address", "127.0.0.1"]);
+  it("exits 2 without --rules when no Kubernetes configuration is found either", async () => {
+    const served = serve(["--port", "0", "--metrics-port", "0", "--bind-address", "127.0.0.1"], {
+      KUBECONFIG: join(temp, "no-such-kubeconfig"),
+      HOME: temp,
+      KUBERNETES_SERVICE_HOST: "",
+    });
     const { code } = await exitWithin(served, EXIT_MS);
     assert.equal(code, 2);
-    assert.match(served.stderr(), /--rules PATH is required/);
-    assert.match(served.stderr(), /imageshift serve --help/);
+    assert.match(served.stderr(), /no --rules PATH and no Kubernetes configuration/);
+    assert.doesNotMatch(served.stderr(), /\n\s+at /, "no stack trace");
   });
 
   it("exits 2 with a one-line message when the --rules path does not exist", {}, async () => {

@@ -1,0 +1,31 @@
+# ImageShift container image: the type-erased production build on Node 24, non-root.
+#
+#   docker build -t imageshift:dev .
+#
+# Stage 1 installs everything (TypeScript is needed to erase types); stage 2 keeps only
+# production dependencies and build/. No init process: the server handles SIGTERM itself
+# (docs/webhook.md, "Shutdown"), and Node runs as PID 1 with its own signal handlers.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# The `node` devDependency would download a second Node binary; the image already has Node 24.
+RUN npm ci --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --ignore-scripts
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production \
+    # See docs/performance.md: a small young generation keeps RSS and tail latency down.
+    NODE_OPTIONS=--max-semi-space-size=2
+WORKDIR /app
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/build ./build
+# The image's `node` user (uid 1000); the chart also sets runAsNonRoot and a read-only root
+# file system: ImageShift writes nothing to disk in cluster mode.
+USER 1000:1000
+EXPOSE 8443 8080
+ENTRYPOINT ["node", "build/main.js"]
+CMD ["serve"]

@@ -1,0 +1,59 @@
+{{/* Names and labels shared by every template. */}}
+{{- define "imageshift.name" -}}imageshift{{- end }}
+
+{{- define "imageshift.fullname" -}}
+{{- if contains "imageshift" .Release.Name -}}{{ .Release.Name | trunc 53 | trimSuffix "-" }}{{- else -}}{{ printf "%s-imageshift" .Release.Name | trunc 53 | trimSuffix "-" }}{{- end -}}
+{{- end }}
+
+{{- define "imageshift.labels" -}}
+app.kubernetes.io/name: imageshift
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{- define "imageshift.selectorLabels" -}}
+app.kubernetes.io/name: imageshift
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "imageshift.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "imageshift.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- end }}
+
+{{- define "imageshift.tlsSecretName" -}}{{ include "imageshift.fullname" . }}-tls{{- end }}
+
+{{/* Namespaces never mutated: kube-system, the release namespace, and the user's list. */}}
+{{- define "imageshift.excludedNamespaces" -}}
+{{- $excluded := list "kube-system" .Release.Namespace -}}
+{{- range .Values.excludedNamespaces }}{{ $excluded = append $excluded . }}{{ end -}}
+{{ toJson (uniq $excluded) }}
+{{- end }}
+
+{{/* clientConfig of a webhook entry; caBundle is filled by ImageShift (selfManaged) or cert-manager. */}}
+{{- define "imageshift.clientConfig" -}}
+clientConfig:
+  service:
+    name: {{ include "imageshift.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: {{ .path }}
+    port: 443
+{{- end }}
+
+{{- define "imageshift.webhookAnnotations" -}}
+{{- if eq .Values.certificates.mode "certManager" }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "imageshift.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* Pods and the ephemeralcontainers subresource (kubectl debug), on CREATE and UPDATE. */}}
+{{- define "imageshift.podRules" -}}
+rules:
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["CREATE", "UPDATE"]
+    resources: ["pods", "pods/ephemeralcontainers"]
+    scope: Namespaced
+{{- end }}
