@@ -36,7 +36,8 @@ export function toOpenApi(schema: TSchema | OpenApiSchema): OpenApiSchema {
     out.enum = [source.const];
   }
   if (Array.isArray(source.anyOf) && source.anyOf.every((branch: { const?: unknown }) => "const" in branch)) {
-    out.type = "string";
+    const [first] = source.anyOf as { type?: string; const: unknown }[];
+    out.type = first?.type ?? typeof first?.const;
     out.enum = source.anyOf.map((branch: { const: unknown }) => branch.const);
   }
   for (const [key, value] of Object.entries(source)) {
