@@ -19,7 +19,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "imageshift.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}{{ default (include "imageshift.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "imageshift.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ required "serviceAccount.name is required with serviceAccount.create=false (binding ImageShift's permissions to the namespace's default account would give them to every pod using it)" .Values.serviceAccount.name }}{{- end -}}
 {{- end }}
 
 {{- define "imageshift.tlsSecretName" -}}{{ include "imageshift.fullname" . }}-tls{{- end }}
