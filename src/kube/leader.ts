@@ -41,6 +41,9 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;
   private lastRenew = 0;
   private stopped = false;
+  private ticking: Promise<void> | undefined;
+  /** The Lease record last seen and when (on our clock) it last changed; see tryAcquireOrRenew. */
+  private observed = { record: "", at: 0 };
   leading = false;
 
   constructor(options: LeaderElectionOptions) {
@@ -53,15 +56,18 @@ export class LeaderElector {
 
   start(): void {
     this.stopped = false;
-    void this.tick();
+    this.ticking = this.tick();
   }
 
-  /** Stops campaigning; a leader gives the Lease up so another replica takes over at once. */
+  /**
+   * Stops campaigning, after any attempt in flight, and gives the Lease up if this replica
+   * holds it, so another replica takes over at once.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (!this.leading) return;
-    this.setLeading(false);
+    await this.ticking;
+    if (this.leading) this.setLeading(false);
     try {
       const lease = await this.read();
       if (lease?.spec && lease.spec.holderIdentity === this.options.identity) {
@@ -86,6 +92,7 @@ export class LeaderElector {
   private async tick(): Promise<void> {
     try {
       const acquired = await this.tryAcquireOrRenew();
+      if (this.stopped) return; // stop() releases what this attempt may have taken
       if (acquired) this.lastRenew = Date.now();
       if (acquired && !this.leading) this.setLeading(true);
       if (!acquired && this.leading) this.setLeading(false);
@@ -97,7 +104,9 @@ export class LeaderElector {
       if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs) this.setLeading(false);
     }
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), this.retryPeriodMs);
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick();
+    }, this.retryPeriodMs);
     this.timer.unref();
   }
 
@@ -149,9 +158,12 @@ export class LeaderElector {
     }
     const held = lease.spec ?? {};
     const mine = held.holderIdentity === identity;
-    const renewed = held.renewTime ? new Date(held.renewTime as unknown as string).getTime() : 0;
+    // Expiry is judged on this replica's clock, from when the record was last seen to
+    // change (as client-go does), never from the holder's renewTime: clocks differ.
+    const record = `${held.holderIdentity}|${String(held.renewTime)}|${held.leaseTransitions}`;
+    if (record !== this.observed.record) this.observed = { record, at: now.getTime() };
     const duration = (held.leaseDurationSeconds ?? 0) * 1000;
-    if (!mine && held.holderIdentity && renewed + duration > now.getTime()) return false;
+    if (!mine && held.holderIdentity && this.observed.at + duration > now.getTime()) return false;
     lease.spec = {
       ...held,
       ...spec,

@@ -1,0 +1,67 @@
+/** `kubeErrorMessage` (src/errors.ts), for the errors the Kubernetes client throws. */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ApiException } from "@kubernetes/client-node";
+import { kubeErrorMessage } from "../errors.ts";
+
+const CONFLICT_BODY = JSON.stringify({
+  kind: "Status",
+  apiVersion: "v1",
+  status: "Failure",
+  message: 'Operation cannot be fulfilled on leases.coordination.k8s.io "x": the object has been modified',
+  reason: "Conflict",
+  code: 409,
+});
+
+describe("kubeErrorMessage", () => {
+  test("an ApiException-like object with a JSON body string: HTTP code and the server's message", () => {
+    const error = Object.assign(new Error("HTTP-Code: 409\nMessage: ...\nHeaders: {...}"), {
+      code: 409,
+      body: CONFLICT_BODY,
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(
+      kubeErrorMessage(error),
+      'HTTP 409: Operation cannot be fulfilled on leases.coordination.k8s.io "x": the object has been modified',
+    );
+  });
+
+  test("the client's own ApiException", () => {
+    const error = new ApiException(
+      404,
+      "Unknown API Status Code!",
+      JSON.stringify({ message: "not found" }),
+      {},
+    );
+    assert.equal(kubeErrorMessage(error), "HTTP 404: not found");
+  });
+
+  test("a body already parsed into an object", () => {
+    assert.equal(kubeErrorMessage({ code: 422, body: { message: "invalid" } }), "HTTP 422: invalid");
+  });
+
+  test("a body that is not JSON, is empty, or has no message: the code alone", () => {
+    assert.equal(kubeErrorMessage({ code: 503, body: "<html>unavailable</html>" }), "HTTP 503");
+    assert.equal(kubeErrorMessage({ code: 500, body: "" }), "HTTP 500");
+    assert.equal(kubeErrorMessage({ code: 500 }), "HTTP 500");
+    assert.equal(kubeErrorMessage({ code: 500, body: "null" }), "HTTP 500");
+    assert.equal(kubeErrorMessage({ code: 403, body: JSON.stringify({ reason: "Forbidden" }) }), "HTTP 403");
+  });
+
+  test("a plain Error: its message", () => {
+    assert.equal(
+      kubeErrorMessage(new Error("connect ECONNREFUSED 127.0.0.1:6443")),
+      "connect ECONNREFUSED 127.0.0.1:6443",
+    );
+  });
+
+  test("a Node system error whose code is a string: its message, not a bogus HTTP code", () => {
+    const error = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
+    assert.equal(kubeErrorMessage(error), "connect ECONNREFUSED 127.0.0.1:1");
+  });
+
+  test("anything else thrown: as a string", () => {
+    assert.equal(kubeErrorMessage("plain text"), "plain text");
+    assert.equal(kubeErrorMessage(42), "42");
+  });
+});
