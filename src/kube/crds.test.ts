@@ -7,7 +7,7 @@ import { crdsYaml, imageshiftCrd, registryRewriteRuleCrd } from "./crds.ts";
 import type { OpenApiSchema } from "./openapi.ts";
 
 const ROOT = path.join(import.meta.dirname, "..", "..");
-const CHECKED_IN = path.join(ROOT, "deploy", "crds", "crds.yaml");
+const CHECKED_IN = path.join(ROOT, "charts", "imageshift", "crds", "crds.yaml");
 
 type Schema = { [key: string]: unknown };
 
@@ -119,7 +119,7 @@ function crdFor(document: { apiVersion?: string; kind?: string }): Crd | undefin
 }
 
 describe("CRDs", () => {
-  test("deploy/crds/crds.yaml is up to date with the schemas", () => {
+  test("charts/imageshift/crds/crds.yaml is up to date with the schemas", () => {
     const generated = crdsYaml();
     const checkedIn = readFileSync(CHECKED_IN, "utf8");
     const a = generated.split("\n");
@@ -128,9 +128,9 @@ describe("CRDs", () => {
       Array.from({ length: Math.max(a.length, b.length) }, (_, i) => i).find((i) => a[i] !== b[i]) ?? 0;
     assert.ok(
       generated === checkedIn,
-      `deploy/crds/crds.yaml is stale (first difference at line ${line + 1}: ` +
+      `charts/imageshift/crds/crds.yaml is stale (first difference at line ${line + 1}: ` +
         `generated ${JSON.stringify(a[line])}, checked in ${JSON.stringify(b[line])}); ` +
-        "run `node bin/imageshift.js crds > deploy/crds/crds.yaml`",
+        "run `node bin/imageshift.js crds > charts/imageshift/crds/crds.yaml`",
     );
   });
 

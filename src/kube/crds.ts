@@ -1,6 +1,6 @@
 /**
  * The two CustomResourceDefinitions, generated from the engine's own schemas
- * (`src/rules/schema.ts`). `imageshift crds` prints them; `deploy/crds/` holds the
+ * (`src/rules/schema.ts`). `imageshift crds` prints them; `charts/imageshift/crds/` holds the
  * checked-in copy that a test keeps in step with this file.
  */
 import { type TSchema, Type } from "@sinclair/typebox";
