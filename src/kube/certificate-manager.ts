@@ -6,9 +6,10 @@
  * - the serving certificate is renewed `renewBefore` ahead of its expiry, signed by the same
  *   CA the API server already trusts;
  * - the CA is replaced once a third of its life is left; the new CA is added to `caBundle`
- *   (next to the old one) first, and only then is a serving certificate signed by it
- *   written, so whichever certificate a replica is serving, the API server trusts it. The
- *   old CA leaves the bundle at the next CA rotation.
+ *   (next to the old one) first, and certificates it signs are only served once the API
+ *   server has had time to see that bundle (`propagationMs`; until then renewals are signed
+ *   by the previous CA), so whichever certificate a replica serves, the API server trusts
+ *   it. The old CA leaves the bundle at the next CA rotation.
  *
  * Every replica reads the Secret (`SecretCertificateSource`) and swaps certificates in
  * without restarting. The `caBundle` is checked on every pass, so a `helm upgrade` that
@@ -29,10 +30,14 @@ import type { CertificateAndKey } from "../tls/certs.ts";
 
 const DAY_MS = 86_400_000;
 
+/** When the current CA entered the caBundle (ms since the epoch), on the Secret. */
+const CA_SINCE_ANNOTATION = "imageshift.dev/ca-since";
+
 export const SECRET_KEYS = {
   caCert: "ca.crt",
   caKey: "ca.key",
   previousCaCert: "ca-previous.crt",
+  previousCaKey: "ca-previous.key",
   cert: "tls.crt",
   key: "tls.key",
 } as const;
@@ -78,6 +83,22 @@ function decode(secret: V1Secret | undefined, key: string): string | undefined {
   return value ? Buffer.from(value, "base64").toString("utf8") : undefined;
 }
 
+/** PEM blocks, one per line group: a block glued to the next's header is unparseable. */
+export function pemBundle(blocks: string[]): string {
+  return blocks.map((block) => `${block.trim()}\n`).join("");
+}
+
+/** A certificate and its key from the Secret, when both are there. */
+function pairIn(
+  secret: V1Secret | undefined,
+  certKey: string,
+  keyKey: string,
+): CertificateAndKey | undefined {
+  const certPem = decode(secret, certKey);
+  const keyPem = decode(secret, keyKey);
+  return certPem && keyPem ? { certPem, keyPem } : undefined;
+}
+
 export class CertificateManager {
   private readonly options: CertificateManagerOptions;
   private readonly core: CoreV1Api;
@@ -107,69 +128,70 @@ export class CertificateManager {
   async reconcile(now = Date.now()): Promise<void> {
     const { namespace, secretName } = this.options;
     const secret = await this.readSecret();
-    let caCert = decode(secret, SECRET_KEYS.caCert);
-    let caKey = decode(secret, SECRET_KEYS.caKey);
-    let previousCa = decode(secret, SECRET_KEYS.previousCaCert);
-    let cert = decode(secret, SECRET_KEYS.cert);
-    let key = decode(secret, SECRET_KEYS.key);
+    let ca = pairIn(secret, SECRET_KEYS.caCert, SECRET_KEYS.caKey);
+    let previous = pairIn(secret, SECRET_KEYS.previousCaCert, SECRET_KEYS.previousCaKey);
+    let leaf = pairIn(secret, SECRET_KEYS.cert, SECRET_KEYS.key);
+    let caSince = Number(secret?.metadata?.annotations?.[CA_SINCE_ANNOTATION] ?? 0);
     let changed = false;
     const { createCertificateAuthority, createServingCertificate } = await import("../tls/certs.ts");
 
-    const caReason = renewalReason(caCert, now, this.caValidityMs / 3);
-    if (caReason || !caKey) {
-      const ca: CertificateAndKey = await createCertificateAuthority({
-        commonName: `imageshift-ca@${Math.floor(now / 1000)}`,
-        validityDays: this.caValidityMs / DAY_MS,
-      });
+    const caReason = renewalReason(ca?.certPem, now, this.caValidityMs / 3);
+    if (caReason || !ca) {
       this.options.logger.info(
         { secret: `${namespace}/${secretName}`, reason: caReason ?? "key missing" },
         "new webhook CA",
       );
-      previousCa = caCert && !renewalReason(caCert, now, 0) ? caCert : undefined;
-      caCert = ca.certPem;
-      caKey = ca.keyPem;
+      previous = ca && !renewalReason(ca.certPem, now, 0) ? ca : undefined;
+      ca = await createCertificateAuthority({
+        commonName: `imageshift-ca@${Math.floor(now / 1000)}`,
+        validityDays: this.caValidityMs / DAY_MS,
+      });
+      caSince = now;
       changed = true;
     }
-    // The bundle first: the API server must trust the CA before anything it signed is served.
-    const bundle = previousCa ? `${caCert}${previousCa}` : (caCert as string);
-    await this.ensureCaBundle(bundle);
+    // The bundle first: the API server must trust a CA before anything it signed is served.
+    await this.ensureCaBundle(pemBundle(previous ? [ca.certPem, previous.certPem] : [ca.certPem]));
 
-    const issuer = new X509Certificate(caCert as string);
-    const certReason = renewalReason(cert, now, this.renewBeforeMs, issuer);
+    // Until the API server has had time to see the new CA in the bundle, serving certificates
+    // are signed by the previous CA, which it already trusts.
+    const signer = previous && now - caSince < this.propagationMs ? previous : ca;
+    const certReason = renewalReason(
+      leaf?.certPem,
+      now,
+      this.renewBeforeMs,
+      new X509Certificate(signer.certPem),
+    );
     if (certReason) {
       const { serviceName } = this.options;
-      const dnsNames = [
+      const names = [
         `${serviceName}.${namespace}.svc`,
         `${serviceName}.${namespace}.svc.cluster.local`,
         serviceName,
+        ...(this.options.extraNames ?? []),
       ];
-      const extra = this.options.extraNames ?? [];
-      const leaf = await createServingCertificate(
-        { certPem: caCert as string, keyPem: caKey as string },
-        {
-          commonName: `${serviceName}.${namespace}.svc`,
-          dnsNames: [...dnsNames, ...extra.filter((name) => !/^[\d.:]+$/.test(name))],
-          ipAddresses: extra.filter((name) => /^[\d.:]+$/.test(name)),
-          validityDays: this.certificateValidityMs / DAY_MS,
-        },
-      );
+      const isIp = (name: string) => /^[\d.:]+$/.test(name);
+      leaf = await createServingCertificate(signer, {
+        commonName: `${serviceName}.${namespace}.svc`,
+        dnsNames: names.filter((name) => !isIp(name)),
+        ipAddresses: names.filter(isIp),
+        validityDays: this.certificateValidityMs / DAY_MS,
+      });
       this.options.logger.info(
-        { secret: `${namespace}/${secretName}`, reason: certReason },
+        {
+          secret: `${namespace}/${secretName}`,
+          reason: certReason,
+          signedBy: signer === ca ? "current CA" : "previous CA",
+        },
         "new serving certificate",
       );
-      cert = leaf.certPem;
-      key = leaf.keyPem;
       changed = true;
     }
-    if (changed) {
-      await this.writeSecret(secret, {
-        [SECRET_KEYS.caCert]: caCert as string,
-        [SECRET_KEYS.caKey]: caKey as string,
-        [SECRET_KEYS.cert]: cert as string,
-        [SECRET_KEYS.key]: key as string,
-        ...(previousCa ? { [SECRET_KEYS.previousCaCert]: previousCa } : {}),
-      });
-    }
+    if (changed && leaf) await this.writeSecret(secret, { ca, previous, leaf, caSince });
+  }
+
+  /** How long a new CA sits in the caBundle before certificates it signed are served. */
+  private get propagationMs(): number {
+    return Math.min(60_000, this.renewBeforeMs / 2);
   }
 
   private async readSecret(): Promise<V1Secret | undefined> {
@@ -184,26 +206,46 @@ export class CertificateManager {
     }
   }
 
-  private async writeSecret(existing: V1Secret | undefined, values: Record<string, string>): Promise<void> {
+  private async writeSecret(
+    existing: V1Secret | undefined,
+    state: {
+      ca: CertificateAndKey;
+      previous: CertificateAndKey | undefined;
+      leaf: CertificateAndKey;
+      caSince: number;
+    },
+  ): Promise<void> {
+    const values: Record<string, string> = {
+      [SECRET_KEYS.caCert]: state.ca.certPem,
+      [SECRET_KEYS.caKey]: state.ca.keyPem,
+      [SECRET_KEYS.cert]: state.leaf.certPem,
+      [SECRET_KEYS.key]: state.leaf.keyPem,
+      ...(state.previous
+        ? {
+            [SECRET_KEYS.previousCaCert]: state.previous.certPem,
+            [SECRET_KEYS.previousCaKey]: state.previous.keyPem,
+          }
+        : {}),
+    };
     const data = Object.fromEntries(
       Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
     );
     const { secretName: name, namespace } = this.options;
+    const metadata = {
+      ...(existing?.metadata ?? { name, namespace, labels: { "app.kubernetes.io/name": "imageshift" } }),
+      annotations: { ...existing?.metadata?.annotations, [CA_SINCE_ANNOTATION]: String(state.caSince) },
+    };
     if (existing) {
       // resourceVersion from the read: a concurrent writer makes this fail (409) instead of losing an update.
       await this.core.replaceNamespacedSecret({
         name,
         namespace,
-        body: { ...existing, type: existing.type ?? "kubernetes.io/tls", data },
+        body: { ...existing, metadata, type: existing.type ?? "kubernetes.io/tls", data },
       });
     } else {
       await this.core.createNamespacedSecret({
         namespace,
-        body: {
-          metadata: { name, namespace, labels: { "app.kubernetes.io/name": "imageshift" } },
-          type: "kubernetes.io/tls",
-          data,
-        },
+        body: { metadata, type: "kubernetes.io/tls", data },
       });
     }
   }

@@ -182,8 +182,9 @@ export interface OperatorOptions {
   /** Label for messages and the log file name. */
   name: string;
   kubeconfigPath: string;
-  certFile: string;
-  keyFile: string;
+  /** Serving certificate files; omitted for self-managed certificates (pass `--tls-secret` in extraArgs). */
+  certFile?: string;
+  keyFile?: string;
   leaseNamespace: string;
   /** Folder for `<name>.log` (stdout and stderr). */
   logDir: string;
@@ -235,10 +236,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
     String(options.port ?? 0),
     "--metrics-port",
     String(options.metricsPort ?? 0),
-    "--tls-cert-file",
-    options.certFile,
-    "--tls-key-file",
-    options.keyFile,
+    ...(options.certFile && options.keyFile
+      ? ["--tls-cert-file", options.certFile, "--tls-key-file", options.keyFile]
+      : []),
     "--leader-election-namespace",
     options.leaseNamespace,
     "--shutdown-timeout",
