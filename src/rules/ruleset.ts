@@ -12,6 +12,7 @@
  * do and never change the image.
  */
 import { errorMessage } from "../errors.ts";
+import { parseCached } from "../image/parse-cache.ts";
 import {
   DOCKER_HUB,
   formatReference,
@@ -305,7 +306,7 @@ export class RuleSet {
   /** Rewrites one image for a pod. Never throws: internal failures come back as `error`. */
   rewrite(input: string, context: EvaluationContext = {}): RewriteResult {
     try {
-      const parsed = parseReference(input);
+      const parsed = parseCached(input);
       if (!parsed.ok) return { input, output: input, changed: false, rule: null, error: parsed.error };
       const hub = new Subject(input, parsed.reference);
       const result = toResult(hub, this.enforce.decide(hub, context));
