@@ -27,7 +27,7 @@ import { type ControlPlane, startControlPlane } from "./harness/controlplane.ts"
 
 const execFileAsync = promisify(execFile);
 const kubectlBin = process.env.KUBECTL ?? "kubectl";
-const CRDS = path.join(import.meta.dirname, "..", "..", "deploy", "crds", "crds.yaml");
+const CRDS = path.join(import.meta.dirname, "..", "..", "charts", "imageshift", "crds", "crds.yaml");
 const LEASE_NAMESPACE = "imageshift-system";
 const FAST = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 };
 
