@@ -64,27 +64,27 @@ async function fixedRate(port: number, body: string, rate: number, seconds: numb
   const agent = new Agent({ keepAlive: true, maxSockets: 32, rejectUnauthorized: false });
   const latencies: number[] = [];
   let errors = 0;
-  // Open the connections first: TLS handshakes are not what this measures.
-  const warm = () =>
-    new Promise<void>((resolve) => {
-      const req = httpsRequest(
-        {
-          host: "127.0.0.1",
-          port,
-          path: "/mutate",
-          method: "POST",
-          agent,
-          headers: { "content-type": "application/json" },
-        },
-        (res) => {
-          res.resume();
-          res.on("end", resolve);
-        },
-      );
-      req.on("error", () => resolve());
+  /** One review; resolves with the status (0 on a connection error) and the time from the send. */
+  const send = () =>
+    new Promise<{ status: number; ms: number }>((resolve) => {
+      const sent = performance.now();
+      const options = {
+        host: "127.0.0.1",
+        port,
+        path: "/mutate",
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json" },
+      };
+      const req = httpsRequest(options, (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - sent }));
+      });
+      req.on("error", () => resolve({ status: 0, ms: performance.now() - sent }));
       req.end(body);
     });
-  await Promise.all(Array.from({ length: 8 }, warm));
+  // Open the connections first: TLS handshakes are not what this measures.
+  await Promise.all(Array.from({ length: 8 }, send));
   const start = performance.now();
   const total = rate * seconds;
   const inFlight: Promise<void>[] = [];
@@ -93,31 +93,9 @@ async function fixedRate(port: number, body: string, rate: number, seconds: numb
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     inFlight.push(
-      new Promise<void>((resolve) => {
-        const sent = performance.now();
-        const req = httpsRequest(
-          {
-            host: "127.0.0.1",
-            port,
-            path: "/mutate",
-            method: "POST",
-            agent,
-            headers: { "content-type": "application/json" },
-          },
-          (res) => {
-            res.resume();
-            res.on("end", () => {
-              if (res.statusCode === 200) latencies.push(performance.now() - sent);
-              else errors++;
-              resolve();
-            });
-          },
-        );
-        req.on("error", () => {
-          errors++;
-          resolve();
-        });
-        req.end(body);
+      send().then(({ status, ms }) => {
+        if (status === 200) latencies.push(ms);
+        else errors++;
       }),
     );
   }
