@@ -10,12 +10,14 @@
  *   server has had time to see that bundle (`propagationMs`; until then renewals are signed
  *   by the previous CA), so whichever certificate a replica serves, the API server trusts
  *   it. The old CA leaves the bundle at the next CA rotation.
+ * - the Secret is written before the bundle, so a pass that loses its write to a conflict
+ *   changes nothing the API server sees.
  *
  * Every replica reads the Secret (`SecretCertificateSource`) and swaps certificates in
  * without restarting. The `caBundle` is checked on every pass, so a `helm upgrade` that
  * re-applies the configurations with an empty bundle is repaired within one period.
  */
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
@@ -88,6 +90,22 @@ export function pemBundle(blocks: string[]): string {
   return blocks.map((block) => `${block.trim()}\n`).join("");
 }
 
+/** Why a stored certificate and key cannot be used as they are, or undefined when they can. */
+export function pairProblem(pair: {
+  certPem?: string | undefined;
+  keyPem?: string | undefined;
+}): string | undefined {
+  if (!pair.certPem) return "missing";
+  if (!pair.keyPem) return "key missing";
+  try {
+    return new X509Certificate(pair.certPem).checkPrivateKey(createPrivateKey(pair.keyPem))
+      ? undefined
+      : "key does not match";
+  } catch {
+    return "unreadable";
+  }
+}
+
 /** A certificate and its key from the Secret, when both are there. */
 function pairIn(
   secret: V1Secret | undefined,
@@ -128,6 +146,12 @@ export class CertificateManager {
   async reconcile(now = Date.now()): Promise<void> {
     const { namespace, secretName } = this.options;
     const secret = await this.readSecret();
+    const stored = (certKey: string, keyKey: string) => ({
+      certPem: decode(secret, certKey),
+      keyPem: decode(secret, keyKey),
+    });
+    const storedCa = stored(SECRET_KEYS.caCert, SECRET_KEYS.caKey);
+    const storedLeaf = stored(SECRET_KEYS.cert, SECRET_KEYS.key);
     let ca = pairIn(secret, SECRET_KEYS.caCert, SECRET_KEYS.caKey);
     let previous = pairIn(secret, SECRET_KEYS.previousCaCert, SECRET_KEYS.previousCaKey);
     let leaf = pairIn(secret, SECRET_KEYS.cert, SECRET_KEYS.key);
@@ -135,13 +159,10 @@ export class CertificateManager {
     let changed = false;
     const { createCertificateAuthority, createServingCertificate } = await import("../tls/certs.ts");
 
-    const caReason = renewalReason(ca?.certPem, now, this.caValidityMs / 3);
+    const caReason = pairProblem(storedCa) ?? renewalReason(storedCa.certPem, now, this.caValidityMs / 3);
     if (caReason || !ca) {
-      this.options.logger.info(
-        { secret: `${namespace}/${secretName}`, reason: caReason ?? "key missing" },
-        "new webhook CA",
-      );
-      previous = ca && !renewalReason(ca.certPem, now, 0) ? ca : undefined;
+      this.options.logger.info({ secret: `${namespace}/${secretName}`, reason: caReason }, "new webhook CA");
+      previous = ca && !pairProblem(storedCa) && !renewalReason(ca.certPem, now, 0) ? ca : undefined;
       ca = await createCertificateAuthority({
         commonName: `imageshift-ca@${Math.floor(now / 1000)}`,
         validityDays: this.caValidityMs / DAY_MS,
@@ -149,19 +170,14 @@ export class CertificateManager {
       caSince = now;
       changed = true;
     }
-    // The bundle first: the API server must trust a CA before anything it signed is served.
-    await this.ensureCaBundle(pemBundle(previous ? [ca.certPem, previous.certPem] : [ca.certPem]));
 
-    // Until the API server has had time to see the new CA in the bundle, serving certificates
+    // Until the API server has had time to see a new CA in the bundle, serving certificates
     // are signed by the previous CA, which it already trusts.
     const signer = previous && now - caSince < this.propagationMs ? previous : ca;
-    const certReason = renewalReason(
-      leaf?.certPem,
-      now,
-      this.renewBeforeMs,
-      new X509Certificate(signer.certPem),
-    );
-    if (certReason) {
+    const certReason =
+      pairProblem(storedLeaf) ??
+      renewalReason(storedLeaf.certPem, now, this.renewBeforeMs, new X509Certificate(signer.certPem));
+    if (certReason || !leaf) {
       const { serviceName } = this.options;
       const names = [
         `${serviceName}.${namespace}.svc`,
@@ -186,7 +202,11 @@ export class CertificateManager {
       );
       changed = true;
     }
-    if (changed && leaf) await this.writeSecret(secret, { ca, previous, leaf, caSince });
+    // The Secret first: a pass that loses the write (a conflict, another leader) throws here
+    // and leaves the bundle alone. Then the bundle, which certificates signed by a new CA
+    // wait for (`propagationMs`).
+    if (changed) await this.writeSecret(secret, { ca, previous, leaf, caSince });
+    await this.ensureCaBundle(pemBundle(previous ? [ca.certPem, previous.certPem] : [ca.certPem]));
   }
 
   /** How long a new CA sits in the caBundle before certificates it signed are served. */

@@ -41,13 +41,23 @@ const SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/tok
  * cluster to retry forever.
  */
 export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
-  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST) && existsSync(SERVICE_ACCOUNT_TOKEN);
-  const fromEnv = (env.KUBECONFIG ?? "").split(delimiter).some((file) => file !== "" && existsSync(file));
-  const fromHome = existsSync(join(env.HOME ?? homedir(), ".kube", "config"));
-  if (!inCluster && !fromEnv && !fromHome) {
-    throw new RuleSourceError(
-      "no --rules PATH and no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config): give one or the other",
-    );
+  // The client's order: $KUBECONFIG (every file listed), else ~/.kube/config, else in-cluster.
+  const listed = (env.KUBECONFIG ?? "").split(delimiter).filter((file) => file !== "");
+  if (listed.length > 0) {
+    const missing = listed.filter((file) => !existsSync(file));
+    if (missing.length > 0) {
+      throw new RuleSourceError(
+        `$KUBECONFIG names ${missing.map((file) => JSON.stringify(file)).join(", ")}, which does not exist: ImageShift needs --rules PATH or a Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)`,
+      );
+    }
+  } else {
+    const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST) && existsSync(SERVICE_ACCOUNT_TOKEN);
+    const fromHome = existsSync(join(env.HOME ?? homedir(), ".kube", "config"));
+    if (!inCluster && !fromHome) {
+      throw new RuleSourceError(
+        "no --rules PATH and no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config): give one or the other",
+      );
+    }
   }
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromDefault();

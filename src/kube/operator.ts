@@ -40,11 +40,17 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
   let resync: NodeJS.Timeout | undefined;
   let renew: NodeJS.Timeout | undefined;
   const { certificates } = options;
+  let reconciling = false;
+  /** One pass at a time: a slow pass is never overlapped by the next tick. */
   const reconcileCertificates = async () => {
+    if (reconciling) return;
+    reconciling = true;
     try {
       await certificates?.reconcile();
     } catch (error) {
       logger.warn({ err: kubeErrorMessage(error) }, "certificates not reconciled; retrying");
+    } finally {
+      reconciling = false;
     }
   };
   const sync = () => {
