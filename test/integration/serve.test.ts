@@ -385,7 +385,7 @@ describe("imageshift serve", () => {
 
   it("exits 2 without --rules when no Kubernetes configuration is found either", async () => {
     const served = serve(["--port", "0", "--metrics-port", "0", "--bind-address", "127.0.0.1"], {
-      KUBECONFIG: join(temp, "no-such-kubeconfig"),
+      KUBECONFIG: "",
       HOME: temp,
       KUBERNETES_SERVICE_HOST: "",
     });
