@@ -5,7 +5,6 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { clusterMode } from "../kube/cluster-mode.ts";
 import { FileRuleSource } from "../rules/file-source.ts";
 import { startApp } from "../server/app.ts";
 import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
@@ -141,7 +140,8 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
         certificateSource: undefined,
         stop: async () => {},
       }
-    : clusterMode({
+    : // Loaded only in cluster mode: the Kubernetes client costs about 85 MB of RSS (docs/performance.md).
+      (await import("../kube/cluster-mode.ts")).clusterMode({
         logger,
         watchCompat: !values["disable-compat-kind"],
         namespace,
