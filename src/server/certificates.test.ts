@@ -158,6 +158,22 @@ async function startWith(
   });
 }
 
+/** Certificate A in tls.crt and tls.key of a new folder, and a source on them that reloads only when asked. */
+async function filesWithCertA() {
+  const dir = await folder();
+  const certFile = join(dir, "tls.crt");
+  const keyFile = join(dir, "tls.key");
+  await writeFile(certFile, certA.certPem);
+  await writeFile(keyFile, certA.keyPem);
+  const source = new FileCertificateSource({
+    certFile,
+    keyFile,
+    logger: createLogger("silent"),
+    pollMs: 600_000,
+  });
+  return { dir, certFile, keyFile, source };
+}
+
 describe("FileCertificateSource", () => {
   it("serves the files' certificate and a new pair written then renamed over, after reload()", async () => {
     const dir = await folder();
@@ -291,17 +307,7 @@ describe("FileCertificateSource", () => {
   });
 
   it("ignores an empty key or certificate file (a file truncated by a writer, caught before it is written)", {}, async () => {
-    const dir = await folder();
-    const certFile = join(dir, "tls.crt");
-    const keyFile = join(dir, "tls.key");
-    await writeFile(certFile, certA.certPem);
-    await writeFile(keyFile, certA.keyPem);
-    const source = new FileCertificateSource({
-      certFile,
-      keyFile,
-      logger: createLogger("silent"),
-      pollMs: 600_000,
-    });
+    const { certFile, keyFile, source } = await filesWithCertA();
     const changes: CertificatePair[] = [];
     source.onChange((pair) => changes.push(pair));
     const app = await startWith(source);
@@ -335,17 +341,7 @@ describe("FileCertificateSource", () => {
   });
 
   it("keeps a missing file from replacing the certificate (files removed during an update)", async () => {
-    const dir = await folder();
-    const certFile = join(dir, "tls.crt");
-    const keyFile = join(dir, "tls.key");
-    await writeFile(certFile, certA.certPem);
-    await writeFile(keyFile, certA.keyPem);
-    const source = new FileCertificateSource({
-      certFile,
-      keyFile,
-      logger: createLogger("silent"),
-      pollMs: 600_000,
-    });
+    const { keyFile, source } = await filesWithCertA();
     const app = await startWith(source);
     try {
       await rm(keyFile);
@@ -357,17 +353,7 @@ describe("FileCertificateSource", () => {
   });
 
   it("still refuses TLS 1.1 after a certificate reload", async () => {
-    const dir = await folder();
-    const certFile = join(dir, "tls.crt");
-    const keyFile = join(dir, "tls.key");
-    await writeFile(certFile, certA.certPem);
-    await writeFile(keyFile, certA.keyPem);
-    const source = new FileCertificateSource({
-      certFile,
-      keyFile,
-      logger: createLogger("silent"),
-      pollMs: 600_000,
-    });
+    const { certFile, keyFile, source } = await filesWithCertA();
     const app = await startWith(source);
     try {
       await replaceFile(keyFile, certB.keyPem);
