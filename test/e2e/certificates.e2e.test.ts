@@ -26,14 +26,14 @@ import { ClusterRuleSource } from "../../src/kube/cluster-source.ts";
 import { startStatusReporting } from "../../src/kube/operator.ts";
 import { SecretCertificateSource } from "../../src/kube/secret-certificates.ts";
 import type { CertificatePair } from "../../src/server/certificates.ts";
-import { createLogger, type Logger } from "../../src/telemetry/logger.ts";
+import type { Logger } from "../../src/telemetry/logger.ts";
 import {
   type CertificateAndKey,
   createCertificateAuthority,
   createServingCertificate,
 } from "../../src/tls/certs.ts";
 import { type ControlPlane, startControlPlane } from "./harness/controlplane.ts";
-import { type Kubectl, kubectlFor } from "./harness/operator.ts";
+import { captureLogger, type Kubectl, kubectlFor, waitFor } from "./harness/operator.ts";
 
 const kubectlBin = process.env.KUBECTL ?? "kubectl";
 const CRDS = path.join(import.meta.dirname, "..", "..", "charts", "imageshift", "crds", "crds.yaml");
@@ -44,46 +44,6 @@ const SERVICE_NAME = `${SERVICE}.${NAMESPACE}.svc`;
 const LIFETIMES = { caValidityMs: 60_000, certificateValidityMs: 20_000, renewBeforeMs: 10_000 };
 const CA_SINCE = "imageshift.dev/ca-since";
 const FAST = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 };
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-
-/** A logger whose lines are kept for assertions; `onLine` runs synchronously, inside the log call. */
-function captureLogger(onLine?: (line: LogLine) => void): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = createLogger("debug", {
-    write(text: string) {
-      const line = JSON.parse(text) as LogLine;
-      lines.push(line);
-      onLine?.(line);
-    },
-  });
-  return { logger, lines };
-}
-
-/** Polls `probe` every 50 ms until it returns a truthy value; fails after `timeoutMs`. */
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => T | Promise<T>,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}; last: ${String(last)}`);
-    await sleep(50);
-  }
-}
 
 /** A MutatingWebhookConfiguration (2 webhooks) and a ValidatingWebhookConfiguration (1) that never match. */
 function webhookConfigurations(name: string): object {
@@ -766,7 +726,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       );
       assert.deepEqual(await configurationVersions(CONFIGURATIONS), versions);
       assert.deepEqual(
-        lines.filter((line) => line.msg === "caBundle updated" || line.level >= 40),
+        lines.filter((line) => line.msg === "caBundle updated" || (line.level ?? 0) >= 40),
         [],
         "nothing to patch, nothing to warn about",
       );

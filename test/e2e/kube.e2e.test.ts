@@ -22,46 +22,14 @@ import { WatchedKind } from "../../src/kube/informer.ts";
 import { LeaderElector } from "../../src/kube/leader.ts";
 import { startStatusReporting } from "../../src/kube/operator.ts";
 import { StatusWriter } from "../../src/kube/status.ts";
-import { createLogger, type Logger } from "../../src/telemetry/logger.ts";
 import { type ControlPlane, startControlPlane } from "./harness/controlplane.ts";
+import { captureLogger, waitFor } from "./harness/operator.ts";
 
 const execFileAsync = promisify(execFile);
 const kubectlBin = process.env.KUBECTL ?? "kubectl";
 const CRDS = path.join(import.meta.dirname, "..", "..", "charts", "imageshift", "crds", "crds.yaml");
 const LEASE_NAMESPACE = "imageshift-system";
 const FAST = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 };
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-
-/** A logger whose lines are kept for assertions (and printed on failure by the assertions). */
-function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = createLogger("debug", {
-    write(line: string) {
-      lines.push(JSON.parse(line) as LogLine);
-    },
-  });
-  return { logger, lines };
-}
-
-/** Polls `probe` every 20 ms until it returns a truthy value; fails after `timeoutMs`. */
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => T | Promise<T>,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(20);
-  }
-}
 
 interface StoredObject {
   metadata: { name: string; generation: number; resourceVersion: string; uid: string };
@@ -395,7 +363,7 @@ describe("operator modules against a real control plane", { timeout: 50 * 60_000
       });
       cleanups.push(() => watch.stop());
       await watch.start();
-      const failures = () => lines.filter((line) => line.msg.startsWith("watch failed"));
+      const failures = () => lines.filter((line) => line.msg?.startsWith("watch failed"));
       await waitFor("five failed attempts", 10_000, () => failures().length >= 5);
       assert.equal(watch.synced, false);
       assert.equal(changes, 0);
@@ -466,12 +434,12 @@ describe("operator modules against a real control plane", { timeout: 50 * 60_000
       await waitFor(
         "three attempts",
         5000,
-        () => lines.filter((line) => line.msg.startsWith("watch failed")).length >= 3,
+        () => lines.filter((line) => line.msg?.startsWith("watch failed")).length >= 3,
       );
       assert.equal(watch.synced, false);
       assert.ok(lists >= 1);
       assert.match(
-        String(lines.find((line) => line.msg.startsWith("watch failed"))?.err),
+        String(lines.find((line) => line.msg?.startsWith("watch failed"))?.err),
         /No currently active cluster/,
       );
       await watch.stop();

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import { helmPath } from "../../../scripts/helm.ts";
+import { createLogger, type Logger } from "../../../src/telemetry/logger.ts";
 import { createCertificateAuthority, createServingCertificate } from "../../../src/tls/certs.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -482,4 +483,32 @@ export async function chartWebhookConfigurations(options: {
     }
   }
   return documents;
+}
+
+// ---------------------------------------------------------------------------------------------
+// For the in-process suites
+
+/** `waitUntil` for a truthy result, polling every `intervalMs`. */
+export function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | Promise<T>,
+  intervalMs = 50,
+): Promise<NonNullable<T>> {
+  return waitUntil(what, async () => (await probe()) || undefined, { timeoutMs, intervalMs }) as Promise<
+    NonNullable<T>
+  >;
+}
+
+/** A debug-level logger whose JSON lines are kept (and passed to `onLine`) for assertions. */
+export function captureLogger(onLine?: (line: LogLine) => void): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = createLogger("debug", {
+    write(text: string) {
+      const line = JSON.parse(text) as LogLine;
+      lines.push(line);
+      onLine?.(line);
+    },
+  });
+  return { logger, lines };
 }
