@@ -17,8 +17,9 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
-    # See docs/performance.md: a small young generation keeps RSS and tail latency down.
-    NODE_OPTIONS=--max-semi-space-size=2
+    # docs/performance.md: a small young generation and a heap cap keep RSS near 120 MB with
+    # 10,000 rules at a p99 near 1 ms; the chart sets the same through `nodeOptions`.
+    NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=96"
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules

@@ -122,7 +122,7 @@ const leaf = await createServingCertificate(ca, {
 });
 writeFileSync(join(dir, "tls.crt"), leaf.certPem);
 writeFileSync(join(dir, "tls.key"), leaf.keyPem);
-const DEPLOYED_NODE_OPTIONS = "--max-semi-space-size=2";
+const DEPLOYED_NODE_OPTIONS = "--max-semi-space-size=2 --max-old-space-size=96";
 const [port, metricsPort] = [await freePort(), await freePort()];
 const server = spawn(
   process.execPath,

@@ -595,7 +595,7 @@ describe("safe defaults (default render)", () => {
       name: "POD_NAMESPACE",
       valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } },
     });
-    assert.equal(r.env("NODE_OPTIONS")?.value, "--max-semi-space-size=2");
+    assert.equal(r.env("NODE_OPTIONS")?.value, "--max-semi-space-size=2 --max-old-space-size=96");
     assert.equal(r.pod.serviceAccountName, "imageshift");
     assert.equal(r.pod.volumes, undefined);
   });
