@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { run } from "./main.ts";
+import { runCaptured } from "./testing.ts";
 
 const ROOT = path.join(import.meta.dirname, "..", "..");
 const EXAMPLES = path.join(ROOT, "examples");
@@ -13,25 +13,7 @@ const INVALID = path.join(FIXTURES, "invalid-regex.yaml");
 const NO_RULES = path.join(FIXTURES, "no-rules.yaml");
 const BIN = path.join(ROOT, "bin", "imageshift.js");
 
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(...argv: string[]): Promise<Outcome> {
-  let stdout = "";
-  let stderr = "";
-  const code = await run(argv, {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCaptured;
 
 interface JsonResult {
   input: string;

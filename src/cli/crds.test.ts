@@ -3,21 +3,10 @@ import { describe, test } from "node:test";
 import { parseAllDocuments } from "yaml";
 import { crdsYaml } from "../kube/crds.ts";
 import { CRDS_HELP } from "./crds.ts";
-import { mainHelp, run } from "./main.ts";
+import { mainHelp } from "./main.ts";
+import { runCaptured } from "./testing.ts";
 
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await run(argv, {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCaptured;
 
 const names = (yaml: string) =>
   parseAllDocuments(yaml).map((doc) => (doc.toJS() as { metadata: { name: string } }).metadata.name);

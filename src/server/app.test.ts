@@ -9,7 +9,7 @@ import { type CompiledRules, loadRules } from "../rules/load.ts";
 import type { RuleSource } from "../rules/source.ts";
 import { createLogger, type Logger, silentLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
-import { createCertificateAuthority, createServingCertificate } from "../tls/certs.ts";
+import { localhostCertificate } from "../tls/testing.ts";
 import { type RunningApp, startApp } from "./app.ts";
 import type { CertificatePair, CertificateSource } from "./certificates.ts";
 
@@ -183,15 +183,7 @@ let pair: CertificatePair;
 let examples: CompiledRules;
 
 before(async () => {
-  const ca = await createCertificateAuthority({ commonName: "app test CA", validityDays: 1 });
-  const leaf = await createServingCertificate(ca, {
-    commonName: "localhost",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    validityDays: 1,
-  });
-  caPem = ca.certPem;
-  pair = { cert: leaf.certPem, key: leaf.keyPem };
+  ({ caPem, pair } = await localhostCertificate("app test CA"));
   examples = await loadRules(join(ROOT, "examples"));
 });
 

@@ -11,7 +11,7 @@ import { loadRules } from "../rules/load.ts";
 import type { RuleSource } from "../rules/source.ts";
 import { silentLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
-import { createCertificateAuthority, createServingCertificate } from "../tls/certs.ts";
+import { localhostCertificate } from "../tls/testing.ts";
 import { type RunningApp, startApp } from "./app.ts";
 import { MAX_BODY_BYTES } from "./body.ts";
 import type { CertificatePair, CertificateSource } from "./certificates.ts";
@@ -131,15 +131,7 @@ let pair: CertificatePair;
 let rules: Awaited<ReturnType<typeof loadRules>>;
 
 before(async () => {
-  const ca = await createCertificateAuthority({ commonName: "webhook-server test CA", validityDays: 1 });
-  const leaf = await createServingCertificate(ca, {
-    commonName: "localhost",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    validityDays: 1,
-  });
-  caPem = ca.certPem;
-  pair = { cert: leaf.certPem, key: leaf.keyPem };
+  ({ caPem, pair } = await localhostCertificate("webhook-server test CA"));
   rules = await loadRules(join(ROOT, "examples"));
 });
 
