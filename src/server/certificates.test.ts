@@ -158,29 +158,32 @@ async function startWith(
   });
 }
 
-/** Certificate A in tls.crt and tls.key of a new folder, and a source on them that reloads only when asked. */
-async function filesWithCertA() {
+/** Certificate A in tls.crt and tls.key of a new folder. */
+async function certAFiles() {
   const dir = await folder();
   const certFile = join(dir, "tls.crt");
   const keyFile = join(dir, "tls.key");
   await writeFile(certFile, certA.certPem);
   await writeFile(keyFile, certA.keyPem);
+  return { dir, certFile, keyFile };
+}
+
+/** `certAFiles`, and a source on them that reloads only when asked. */
+async function filesWithCertA() {
+  const files = await certAFiles();
+  const { certFile, keyFile } = files;
   const source = new FileCertificateSource({
     certFile,
     keyFile,
     logger: createLogger("silent"),
     pollMs: 600_000,
   });
-  return { dir, certFile, keyFile, source };
+  return { ...files, source };
 }
 
 describe("FileCertificateSource", () => {
   it("serves the files' certificate and a new pair written then renamed over, after reload()", async () => {
-    const dir = await folder();
-    const certFile = join(dir, "tls.crt");
-    const keyFile = join(dir, "tls.key");
-    await writeFile(certFile, certA.certPem);
-    await writeFile(keyFile, certA.keyPem);
+    const { certFile, keyFile } = await certAFiles();
     const { logger, lines } = captureLogger();
     const source = new FileCertificateSource({ certFile, keyFile, logger, pollMs: 60_000 });
     const changes: CertificatePair[] = [];
@@ -267,11 +270,7 @@ describe("FileCertificateSource", () => {
   });
 
   it("ignores a half-written or mismatched pair and keeps serving the last good certificate", async () => {
-    const dir = await folder();
-    const certFile = join(dir, "tls.crt");
-    const keyFile = join(dir, "tls.key");
-    await writeFile(certFile, certA.certPem);
-    await writeFile(keyFile, certA.keyPem);
+    const { certFile, keyFile } = await certAFiles();
     const { logger, lines } = captureLogger();
     const source = new FileCertificateSource({ certFile, keyFile, logger, pollMs: 600_000 });
     const changes: CertificatePair[] = [];
