@@ -3,6 +3,11 @@
  * 10,000 rules, a 3-container pod AdmissionReview, autocannon over HTTPS with keep-alive.
  * Reports throughput and latency at fixed rates and at saturation, and the server's RSS.
  * The load generator shares the machine's two cores with the server; say so with the figures.
+ *
+ * `BENCH_MODE=cluster` (`npm run bench:webhook:cluster`) runs the server as the chart does, in
+ * cluster mode: the same rules as ten `Imageshift` objects in a real kube-apiserver + etcd
+ * (test/e2e/harness), so the Kubernetes client, its watches and leader election are in the
+ * figures. The control plane runs on the same two cores too.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -12,9 +17,13 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { createCertificateAuthority, createServingCertificate } from "../src/tls/certs.ts";
+import { startControlPlane } from "../test/e2e/harness/controlplane.ts";
+import { kubectlFor } from "../test/e2e/harness/operator.ts";
 import { swapAndExact } from "./fixtures.ts";
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
+const CLUSTER_MODE = process.env.BENCH_MODE === "cluster";
+const CRDS = join(import.meta.dirname, "..", "charts", "imageshift", "crds", "crds.yaml");
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -107,9 +116,43 @@ async function fixedRate(port: number, body: string, rate: number, seconds: numb
   return { rps: Math.round(latencies.length / seconds), p50: at(0.5), p99: at(0.99), errors };
 }
 
+/** The 10,000 rules as ten Imageshift objects of 1,000 (one would pass etcd's 1.5 MiB limit). */
+function splitIntoObjects(rules: {
+  spec: { mappings: { swap: unknown[]; exactSwap: unknown[] } };
+}): Record<string, unknown>[] {
+  const { swap, exactSwap } = rules.spec.mappings;
+  return Array.from({ length: 10 }, (_, i) => ({
+    apiVersion: "imageshift.dev/v1",
+    kind: "Imageshift",
+    metadata: { name: `bench-${i}` },
+    spec: {
+      mappings: {
+        swap: swap.filter((_, j) => j % 10 === i),
+        exactSwap: exactSwap.filter((_, j) => j % 10 === i),
+      },
+    },
+  }));
+}
+
 const dir = mkdtempSync(join(tmpdir(), "imageshift-bench-"));
 const [document] = swapAndExact(10_000);
 writeFileSync(join(dir, "rules.json"), JSON.stringify(document?.value));
+const controlPlane = CLUSTER_MODE ? await startControlPlane() : undefined;
+if (controlPlane) {
+  const kubectl = kubectlFor(controlPlane.kubeconfigPath);
+  await kubectl.ok(["apply", "-f", CRDS]);
+  await kubectl.ok([
+    "wait",
+    "--for=condition=Established",
+    "crd/imageshifts.imageshift.dev",
+    "--timeout=60s",
+  ]);
+  await kubectl.ok(["create", "namespace", "bench"]);
+  await kubectl.ok(["label", "namespace", "bench", "imageshift.dev=enabled"]);
+  const objects = splitIntoObjects(document?.value as Parameters<typeof splitIntoObjects>[0]);
+  // create, not apply: apply would copy each object into an annotation, over its 256 KiB limit.
+  await kubectl.ok(["create", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }));
+}
 // As deployed: the production build (build/), certificate files, and the container's NODE_OPTIONS.
 execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
   stdio: "inherit",
@@ -129,8 +172,7 @@ const server = spawn(
   [
     "build/main.js",
     "serve",
-    "--rules",
-    join(dir, "rules.json"),
+    ...(controlPlane ? ["--leader-election-namespace", "default"] : ["--rules", join(dir, "rules.json")]),
     "--tls-cert-file",
     join(dir, "tls.crt"),
     "--tls-key-file",
@@ -147,7 +189,11 @@ const server = spawn(
   // NODE_OPTIONS as deployed (see docs/performance.md); BENCH_NODE_OPTIONS overrides it to compare.
   {
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? DEPLOYED_NODE_OPTIONS },
+    env: {
+      ...process.env,
+      NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? DEPLOYED_NODE_OPTIONS,
+      ...(controlPlane ? { KUBECONFIG: controlPlane.kubeconfigPath } : {}),
+    },
   },
 );
 const pid = server.pid as number;
@@ -162,6 +208,8 @@ try {
     if (ready) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  // Settled: watches synced, leader elected, status written (cluster mode).
+  await new Promise((resolve) => setTimeout(resolve, 3000));
   const idleRss = rssMb(pid);
   const body = review();
   const run = async (label: string, options: { connections: number; overallRate?: number }) => {
@@ -211,7 +259,7 @@ try {
     `# webhook benchmark, ${new Date().toISOString()}, node ${process.version}, ${cpus()[0]?.model} x${cpus().length}`,
   );
   console.log(
-    `10,000 rules, 3-container pod, ${DURATION_S} s per row, load generator on the same 2 cores; autocannon latencies have 1 ms resolution; idle RSS ${idleRss.toFixed(0)} MB`,
+    `${CLUSTER_MODE ? "cluster mode (10 Imageshift objects in kube-apiserver)" : "standalone (rule file)"}, 10,000 rules, 3-container pod, ${DURATION_S} s per row, load generator on the same 2 cores; autocannon latencies have 1 ms resolution; idle RSS ${idleRss.toFixed(0)} MB`,
   );
   console.log("| load | reviews/s | p50 ms | p99 ms | errors | peak RSS MB |");
   console.log("|---|---|---|---|---|---|");
@@ -219,5 +267,7 @@ try {
     console.log(`| ${r.label} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.peakRss} |`);
 } finally {
   server.kill("SIGTERM");
+  await new Promise((resolve) => server.once("exit", resolve));
+  await controlPlane?.stop();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -51,14 +51,30 @@ export class RuleSourceError extends ImageShiftError {
   override name = "RuleSourceError";
 }
 
+/**
+ * The API server answered with an error status. `code` and `body` (the raw `Status` JSON) are
+ * what `kubeErrorMessage` and callers that branch on 404/409/410 read.
+ */
+export class KubeApiError extends ImageShiftError {
+  override name = "KubeApiError";
+  readonly code: number;
+  readonly body: string;
+
+  constructor(method: string, path: string, code: number, body: string) {
+    super(`${method} ${path}: ${kubeErrorMessage({ code, body })}`);
+    this.code = code;
+    this.body = body;
+  }
+}
+
 /** The message of anything thrown, for logs and admission warnings. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
 /**
- * A short message for an error from the Kubernetes client: its HTTP code and the API
- * server's own message, without the response headers the client puts in `message`.
+ * A short message for an error from the API server: its HTTP code and the server's own
+ * message (from the `Status` body), or the message of anything else thrown.
  */
 export function kubeErrorMessage(error: unknown): string {
   const { code, body } = error as { code?: number; body?: unknown };

@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { before, describe, test } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import { silentLogger } from "../telemetry/logger.ts";
 import {
   type CertificateAndKey,
@@ -14,23 +13,22 @@ import {
   createServingCertificate,
 } from "../tls/certs.ts";
 import { CertificateManager, pemBundle, renewalReason, SECRET_KEYS } from "./certificate-manager.ts";
+import { KubeClient } from "./client.ts";
+import { staticToken } from "./kubeconfig.ts";
 
 const DAY_MS = 86_400_000;
 
-function kubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser(
-    { name: "nowhere", server: "https://127.0.0.1:1", skipTLSVerify: false },
-    {
-      name: "nobody",
-    },
-  );
-  return kc;
+function client(): KubeClient {
+  return new KubeClient({
+    server: "https://127.0.0.1:1",
+    credential: staticToken(undefined),
+    origin: "unit",
+  });
 }
 
 function manager(options: { caValidityMs?: number; certificateValidityMs?: number; renewBeforeMs?: number }) {
   return new CertificateManager({
-    kubeConfig: kubeConfig(),
+    client: client(),
     namespace: "imageshift-system",
     secretName: "imageshift-tls",
     webhookConfigurationName: "imageshift",

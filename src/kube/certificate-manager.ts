@@ -18,17 +18,11 @@
  * re-applies the configurations with an empty bundle is repaired within one period.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Secret,
-} from "@kubernetes/client-node";
-import { kubeErrorMessage } from "../errors.ts";
+import { KubeApiError, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CertificateAndKey } from "../tls/certs.ts";
+import { type KubeClient, resourcePath } from "./client.ts";
+import type { Secret, WebhookConfiguration } from "./objects.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -45,7 +39,7 @@ export const SECRET_KEYS = {
 } as const;
 
 export interface CertificateManagerOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   namespace: string;
   secretName: string;
   /** Name of both the Mutating- and the ValidatingWebhookConfiguration. */
@@ -80,7 +74,7 @@ export function renewalReason(
   return undefined;
 }
 
-function decode(secret: V1Secret | undefined, key: string): string | undefined {
+function decode(secret: Secret | undefined, key: string): string | undefined {
   const value = secret?.data?.[key];
   return value ? Buffer.from(value, "base64").toString("utf8") : undefined;
 }
@@ -107,11 +101,7 @@ export function pairProblem(pair: {
 }
 
 /** A certificate and its key from the Secret, when both are there. */
-function pairIn(
-  secret: V1Secret | undefined,
-  certKey: string,
-  keyKey: string,
-): CertificateAndKey | undefined {
+function pairIn(secret: Secret | undefined, certKey: string, keyKey: string): CertificateAndKey | undefined {
   const certPem = decode(secret, certKey);
   const keyPem = decode(secret, keyKey);
   return certPem && keyPem ? { certPem, keyPem } : undefined;
@@ -119,16 +109,14 @@ function pairIn(
 
 export class CertificateManager {
   private readonly options: CertificateManagerOptions;
-  private readonly core: CoreV1Api;
-  private readonly admission: AdmissionregistrationV1Api;
+  private readonly client: KubeClient;
   private readonly caValidityMs: number;
   private readonly certificateValidityMs: number;
   private readonly renewBeforeMs: number;
 
   constructor(options: CertificateManagerOptions) {
     this.options = options;
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
-    this.admission = options.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+    this.client = options.client;
     this.caValidityMs = options.caValidityMs ?? 3650 * DAY_MS;
     this.certificateValidityMs = options.certificateValidityMs ?? 90 * DAY_MS;
     this.renewBeforeMs = options.renewBeforeMs ?? 30 * DAY_MS;
@@ -214,20 +202,17 @@ export class CertificateManager {
     return Math.min(60_000, this.renewBeforeMs / 2);
   }
 
-  private async readSecret(): Promise<V1Secret | undefined> {
+  private async readSecret(): Promise<Secret | undefined> {
     try {
-      return await this.core.readNamespacedSecret({
-        name: this.options.secretName,
-        namespace: this.options.namespace,
-      });
+      return await this.client.get<Secret>(this.secretPath(this.options.secretName));
     } catch (error) {
-      if ((error as { code?: number }).code === 404) return undefined;
+      if (error instanceof KubeApiError && error.code === 404) return undefined;
       throw error;
     }
   }
 
   private async writeSecret(
-    existing: V1Secret | undefined,
+    existing: Secret | undefined,
     state: {
       ca: CertificateAndKey;
       previous: CertificateAndKey | undefined;
@@ -257,17 +242,26 @@ export class CertificateManager {
     };
     if (existing) {
       // resourceVersion from the read: a concurrent writer makes this fail (409) instead of losing an update.
-      await this.core.replaceNamespacedSecret({
-        name,
-        namespace,
-        body: { ...existing, metadata, type: existing.type ?? "kubernetes.io/tls", data },
+      await this.client.replace<Secret>(this.secretPath(name), {
+        ...existing,
+        metadata,
+        type: existing.type ?? "kubernetes.io/tls",
+        data,
       });
     } else {
-      await this.core.createNamespacedSecret({
-        namespace,
-        body: { metadata, type: "kubernetes.io/tls", data },
+      await this.client.create<Secret>(this.secretPath(), {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata,
+        type: "kubernetes.io/tls",
+        data,
       });
     }
+  }
+
+  private secretPath(name?: string): string {
+    const { namespace } = this.options;
+    return resourcePath({ version: "v1", plural: "secrets", namespace, ...(name ? { name } : {}) });
   }
 
   /** Sets `caBundle` on every webhook of both configurations that does not have it yet. */
@@ -275,23 +269,19 @@ export class CertificateManager {
     const name = this.options.webhookConfigurationName;
     const caBundle = Buffer.from(bundlePem).toString("base64");
     const configurations = [
-      {
-        kind: "MutatingWebhookConfiguration",
-        read: () => this.admission.readMutatingWebhookConfiguration({ name }),
-        patch: (body: object[]) =>
-          this.admission.patchMutatingWebhookConfiguration({ name, body }, jsonPatch),
-      },
-      {
-        kind: "ValidatingWebhookConfiguration",
-        read: () => this.admission.readValidatingWebhookConfiguration({ name }),
-        patch: (body: object[]) =>
-          this.admission.patchValidatingWebhookConfiguration({ name, body }, jsonPatch),
-      },
+      { kind: "MutatingWebhookConfiguration", plural: "mutatingwebhookconfigurations" },
+      { kind: "ValidatingWebhookConfiguration", plural: "validatingwebhookconfigurations" },
     ];
     for (const configuration of configurations) {
-      let current: { webhooks?: { clientConfig: { caBundle?: string } }[] };
+      const path = resourcePath({
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        plural: configuration.plural,
+        name,
+      });
+      let current: WebhookConfiguration;
       try {
-        current = await configuration.read();
+        current = await this.client.get<WebhookConfiguration>(path);
       } catch (error) {
         this.options.logger.warn(
           { configuration: `${configuration.kind}/${name}`, err: kubeErrorMessage(error) },
@@ -305,7 +295,7 @@ export class CertificateManager {
           : [{ op: "add", path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle }],
       );
       if (ops.length === 0) continue;
-      await configuration.patch(ops);
+      await this.client.patch(path, ops, "json");
       this.options.logger.info(
         { configuration: `${configuration.kind}/${name}`, webhooks: ops.length },
         "caBundle updated",
@@ -313,5 +303,3 @@ export class CertificateManager {
     }
   }
 }
-
-const jsonPatch = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);

@@ -8,14 +8,6 @@
  * status updates and relists do not recompile anything. The source is ready after the first
  * full sync of every watch; while the API server is away, the last rule set keeps serving.
  */
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1Namespace,
-} from "@kubernetes/client-node";
 import { formatIssue } from "../errors.ts";
 import { type CompiledObject, type CompileResult, compileObject } from "../rules/compile.ts";
 import type { CompiledRules } from "../rules/load.ts";
@@ -24,7 +16,9 @@ import { COMPAT_GROUP, COMPAT_KIND, IMAGESHIFT_GROUP, IMAGESHIFT_KIND } from "..
 import type { Labels } from "../rules/selector.ts";
 import type { RuleSource } from "../rules/source.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { type KubeClient, resourcePath } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
+import type { KubeObject, Namespace } from "./objects.ts";
 
 export interface RuleObjectKind {
   readonly group: string;
@@ -49,12 +43,12 @@ export const COMPAT_RESOURCE: RuleObjectKind = {
 /** A rule object as stored in the cluster, with what ImageShift made of it. */
 export interface ClusterObject {
   readonly resource: RuleObjectKind;
-  readonly object: KubernetesObject & { spec?: unknown; status?: unknown };
+  readonly object: KubeObject & { spec?: unknown; status?: unknown };
   readonly result: CompileResult;
 }
 
 export interface ClusterRuleSourceOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   logger: Logger;
   /** Also watch the Mutating Registry Webhook's `RegistryRewriteRule` kind (default true). */
   watchCompat?: boolean;
@@ -62,8 +56,8 @@ export interface ClusterRuleSourceOptions {
 
 export class ClusterRuleSource implements RuleSource {
   private readonly logger: Logger;
-  private readonly kinds: { resource: RuleObjectKind; watch: WatchedKind<KubernetesObject> }[];
-  private readonly namespaces: WatchedKind<V1Namespace>;
+  private readonly kinds: { resource: RuleObjectKind; watch: WatchedKind<KubeObject> }[];
+  private readonly namespaces: WatchedKind<Namespace>;
   private readonly listeners: ((rules: CompiledRules) => void)[] = [];
   private readonly compiled = new Map<string, ClusterObject>();
   private active: CompiledRules | undefined;
@@ -73,30 +67,21 @@ export class ClusterRuleSource implements RuleSource {
 
   constructor(options: ClusterRuleSourceOptions) {
     this.logger = options.logger;
-    const custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
-    const core = options.kubeConfig.makeApiClient(CoreV1Api);
     const resources =
       options.watchCompat === false ? [IMAGESHIFT_RESOURCE] : [IMAGESHIFT_RESOURCE, COMPAT_RESOURCE];
     const onChange = () => this.scheduleRebuild();
     this.kinds = resources.map((resource) => ({
       resource,
-      watch: new WatchedKind<KubernetesObject>({
-        kubeConfig: options.kubeConfig,
-        path: `/apis/${resource.group}/${resource.version}/${resource.plural}`,
-        list: () =>
-          custom.listClusterCustomObject({
-            group: resource.group,
-            version: resource.version,
-            plural: resource.plural,
-          }) as Promise<KubernetesListObject<KubernetesObject>>,
+      watch: new WatchedKind<KubeObject>({
+        client: options.client,
+        path: resourcePath(resource),
         logger: this.logger,
         onChange,
       }),
     }));
-    this.namespaces = new WatchedKind<V1Namespace>({
-      kubeConfig: options.kubeConfig,
-      path: "/api/v1/namespaces",
-      list: () => core.listNamespace(),
+    this.namespaces = new WatchedKind<Namespace>({
+      client: options.client,
+      path: resourcePath({ version: "v1", plural: "namespaces" }),
       logger: this.logger,
       // Labels are read at admission time: a change needs no rebuild, only the first sync
       // (the source is ready once every watch has synced).

@@ -1,8 +1,7 @@
 /** `kubeErrorMessage` (src/errors.ts), for the errors the Kubernetes client throws. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ApiException } from "@kubernetes/client-node";
-import { kubeErrorMessage } from "../errors.ts";
+import { ImageShiftError, KubeApiError, kubeErrorMessage } from "../errors.ts";
 
 const CONFLICT_BODY = JSON.stringify({
   kind: "Status",
@@ -26,14 +25,18 @@ describe("kubeErrorMessage", () => {
     );
   });
 
-  test("the client's own ApiException", () => {
-    const error = new ApiException(
-      404,
-      "Unknown API Status Code!",
-      JSON.stringify({ message: "not found" }),
-      {},
-    );
-    assert.equal(kubeErrorMessage(error), "HTTP 404: not found");
+  test("the client's own KubeApiError: method, path, code and the server's message; code and body kept", () => {
+    const body = JSON.stringify({ kind: "Status", message: 'namespaces "x" not found', code: 404 });
+    const error = new KubeApiError("GET", "/api/v1/namespaces/x", 404, body);
+    assert.ok(error instanceof ImageShiftError);
+    assert.equal(error.name, "KubeApiError");
+    assert.equal(error.message, 'GET /api/v1/namespaces/x: HTTP 404: namespaces "x" not found');
+    assert.equal(error.code, 404);
+    assert.equal(error.body, body);
+    assert.equal(kubeErrorMessage(error), 'HTTP 404: namespaces "x" not found');
+    const bare = new KubeApiError("PUT", "/apis/a/v1/b/c", 502, "<html>bad gateway</html>");
+    assert.equal(bare.message, "PUT /apis/a/v1/b/c: HTTP 502");
+    assert.equal(kubeErrorMessage(bare), "HTTP 502");
   });
 
   test("a body already parsed into an object", () => {

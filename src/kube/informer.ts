@@ -1,28 +1,24 @@
 /**
  * A list-and-watch cache of one resource kind that never gives up.
  *
- * `@kubernetes/client-node`'s informer relists by itself on `410 Gone` and watch timeouts,
- * but on other errors (API server restarting, connection refused, a 500) it reports the
- * error and stops for good. This wrapper restarts it with exponential backoff, and keeps
- * the last known objects meanwhile, so a webhook keeps serving its last good rule set while
+ * The loop client-go's reflector runs: list (every page), then watch from the list's
+ * resourceVersion, re-watching from the last version seen when the server ends a watch, and
+ * relisting when that version is too old (`410 Gone`). Any other failure (API server
+ * restarting, connection refused, a 500) is retried with exponential backoff, while the last
+ * known objects stay in the cache, so a webhook keeps serving its last good rule set while
  * the API server is away.
  */
-import {
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  ListWatch,
-  Watch,
-} from "@kubernetes/client-node";
-import { kubeErrorMessage } from "../errors.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeApiError, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import type { KubeClient } from "./client.ts";
+import type { KubeObject, WatchEvent } from "./objects.ts";
 
-export interface WatchedKindOptions<T extends KubernetesObject> {
-  kubeConfig: KubeConfig;
-  /** Watch path, e.g. `/apis/imageshift.dev/v1/imageshifts`. */
+export interface WatchedKindOptions {
+  client: KubeClient;
+  /** Collection path, e.g. `/apis/imageshift.dev/v1/imageshifts`. */
   path: string;
-  list: () => Promise<KubernetesListObject<T>>;
-  /** Watch only matching objects, e.g. `metadata.name=imageshift-tls` (list must match too). */
+  /** Watch only matching objects, e.g. `metadata.name=imageshift-tls`. */
   fieldSelector?: string;
   logger: Logger;
   /** Called after any add, update or delete, and after each (re)list. */
@@ -31,74 +27,141 @@ export interface WatchedKindOptions<T extends KubernetesObject> {
   maxBackoffMs?: number;
 }
 
-export class WatchedKind<T extends KubernetesObject> {
-  private readonly options: WatchedKindOptions<T>;
-  private readonly informer: ListWatch<T>;
-  private stopped = false;
+/** The watch's resourceVersion is no longer in the server's history: list again. */
+class Expired extends Error {}
+
+/** Server-side watch length, spread (as client-go does) so replicas do not reconnect in step. */
+function watchTimeoutSeconds(): number {
+  return 300 + Math.floor(Math.random() * 300);
+}
+
+/** A watch that ends sooner than this without an event counts as a failure (no hot loop). */
+const SHORTEST_HEALTHY_WATCH_MS = 1_000;
+
+function keyOf(object: KubeObject): string {
+  return `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
+}
+
+export class WatchedKind<T extends KubeObject> {
+  private readonly options: WatchedKindOptions;
+  private readonly store = new Map<string, T>();
+  private snapshot: readonly T[] | undefined;
+  private abort = new AbortController();
+  private running: Promise<void> | undefined;
   private backoffMs: number;
-  private retry: NodeJS.Timeout | undefined;
-  private failures = 0;
   /** True once the first list has completed. */
   synced = false;
 
-  constructor(options: WatchedKindOptions<T>) {
+  constructor(options: WatchedKindOptions) {
     this.options = options;
     this.backoffMs = options.minBackoffMs ?? 500;
-    this.informer = new ListWatch<T>(
-      options.path,
-      new Watch(options.kubeConfig),
-      options.list,
-      false,
-      undefined,
-      options.fieldSelector,
-    );
-    for (const verb of ["add", "update", "delete"] as const) this.informer.on(verb, () => options.onChange());
-    this.informer.on("error", (error: unknown) => this.failed(error));
   }
 
   list(): readonly T[] {
-    return this.informer.list();
+    this.snapshot ??= [...this.store.values()];
+    return this.snapshot;
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.informer.get(name, namespace);
+    return this.store.get(`${namespace ?? ""}/${name}`);
   }
 
-  async start(): Promise<void> {
-    this.stopped = false;
-    // The informer reports a failed list through its error callback and still resolves.
-    const failuresBefore = this.failures;
-    try {
-      await this.informer.start();
-    } catch (error) {
-      this.failed(error);
-      return;
-    }
-    if (this.stopped || this.failures !== failuresBefore) return;
-    this.backoffMs = this.options.minBackoffMs ?? 500;
-    if (!this.synced)
-      this.options.logger.info({ path: this.options.path, objects: this.list().length }, "watch synced");
-    this.synced = true;
-    this.options.onChange();
+  /** Starts the loop; resolves once the first list has succeeded or failed. */
+  start(): Promise<void> {
+    if (this.running) return Promise.resolve();
+    this.abort = new AbortController();
+    const { promise: firstList, resolve } = Promise.withResolvers<void>();
+    this.running = this.run(resolve).finally(resolve);
+    return firstList;
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.retry);
-    await this.informer.stop();
+    this.abort.abort();
+    await this.running;
+    this.running = undefined;
   }
 
-  private failed(error: unknown): void {
-    this.failures++;
-    if (this.stopped) return;
+  private async run(listed: () => void): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      try {
+        let resourceVersion = await this.relist();
+        listed();
+        while (!signal.aborted) resourceVersion = await this.watchFrom(resourceVersion, signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        listed();
+        if (error instanceof Expired) continue;
+        await this.backoff(error, signal);
+      }
+    }
+  }
+
+  private async relist(): Promise<string | undefined> {
+    const { client, path, fieldSelector } = this.options;
+    const { items, resourceVersion } = await client.list<T>(path, { fieldSelector });
+    this.store.clear();
+    for (const item of items) this.store.set(keyOf(item), item);
+    this.snapshot = undefined;
+    if (!this.synced) this.options.logger.info({ path, objects: items.length }, "watch synced");
+    this.synced = true;
+    this.options.onChange();
+    return resourceVersion;
+  }
+
+  /** One watch; returns the last resourceVersion seen, to watch on from. */
+  private async watchFrom(
+    resourceVersion: string | undefined,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    const { client, path, fieldSelector } = this.options;
+    const started = Date.now();
+    let events = 0;
+    let latest = resourceVersion;
+    try {
+      await client.watch<T>(
+        path,
+        { resourceVersion, allowWatchBookmarks: true, fieldSelector, timeoutSeconds: watchTimeoutSeconds() },
+        (event) => {
+          events++;
+          latest = this.apply(event) ?? latest;
+        },
+        signal,
+      );
+    } catch (error) {
+      if (error instanceof KubeApiError && error.code === 410) throw new Expired();
+      throw error;
+    }
+    if (events === 0 && Date.now() - started < SHORTEST_HEALTHY_WATCH_MS && !signal.aborted)
+      throw new Error(`watch ${path} ended at once`);
+    this.backoffMs = this.options.minBackoffMs ?? 500;
+    return latest;
+  }
+
+  /** Applies one event to the cache; returns the resourceVersion it carries. */
+  private apply(event: WatchEvent<T>): string | undefined {
+    const { type, object } = event;
+    if (type === "ERROR") {
+      const status = object as { code?: number; message?: string };
+      if (status.code === 410) throw new Expired();
+      throw new Error(`watch ${this.options.path}: ${status.message ?? JSON.stringify(object)}`);
+    }
+    if (type === "ADDED" || type === "MODIFIED") this.store.set(keyOf(object), object);
+    else if (type === "DELETED") this.store.delete(keyOf(object));
+    if (type !== "BOOKMARK") {
+      this.snapshot = undefined;
+      this.options.onChange();
+    }
+    return object.metadata?.resourceVersion;
+  }
+
+  private async backoff(error: unknown, signal: AbortSignal): Promise<void> {
     const delay = this.backoffMs;
     this.backoffMs = Math.min(delay * 2, this.options.maxBackoffMs ?? 30_000);
     this.options.logger.warn(
       { path: this.options.path, err: kubeErrorMessage(error), retryInMs: delay },
       "watch failed; keeping the last known objects and retrying",
     );
-    clearTimeout(this.retry);
-    this.retry = setTimeout(() => void this.start(), delay);
-    this.retry.unref();
+    await sleep(delay, undefined, { signal }).catch(() => {});
   }
 }

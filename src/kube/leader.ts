@@ -6,12 +6,13 @@
  * down on its own. Every write carries the resourceVersion it read, so two replicas can
  * never both take an expired Lease.
  */
-import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from "@kubernetes/client-node";
-import { kubeErrorMessage } from "../errors.ts";
+import { KubeApiError, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { type KubeClient, resourcePath } from "./client.ts";
+import { type Lease, microTime } from "./objects.ts";
 
 export interface LeaderElectionOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   namespace: string;
   name: string;
   identity: string;
@@ -24,17 +25,12 @@ export interface LeaderElectionOptions {
 }
 
 function statusCode(error: unknown): number | undefined {
-  return (error as { code?: number }).code;
-}
-
-/** A Lease's MicroTime wants six fractional digits, which V1MicroTime writes and a Date does not. */
-function microTime(value: Date | undefined): V1MicroTime | undefined {
-  return value === undefined ? undefined : new V1MicroTime(value);
+  return error instanceof KubeApiError ? error.code : undefined;
 }
 
 export class LeaderElector {
   private readonly options: LeaderElectionOptions;
-  private readonly api: CoordinationV1Api;
+  private readonly client: KubeClient;
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
@@ -48,7 +44,7 @@ export class LeaderElector {
 
   constructor(options: LeaderElectionOptions) {
     this.options = options;
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.client = options.client;
     this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = options.retryPeriodMs ?? 2_000;
@@ -72,16 +68,10 @@ export class LeaderElector {
       const lease = await this.read();
       if (lease?.spec && lease.spec.holderIdentity === this.options.identity) {
         // An expired Lease with no holder: anyone may take it at once.
-        lease.spec = {
-          ...lease.spec,
-          holderIdentity: undefined,
-          acquireTime: microTime(lease.spec.acquireTime),
-          renewTime: microTime(new Date(0)),
-        };
-        await this.api.replaceNamespacedLease({
-          name: this.options.name,
-          namespace: this.options.namespace,
-          body: lease,
+        const { holderIdentity: _released, ...spec } = lease.spec;
+        await this.client.replace(this.path(this.options.name), {
+          ...lease,
+          spec: { ...spec, renewTime: microTime(new Date(0)) },
         });
       }
     } catch (error) {
@@ -120,12 +110,20 @@ export class LeaderElector {
     else this.options.onStoppedLeading();
   }
 
-  private async read(): Promise<V1Lease | undefined> {
+  private path(name?: string): string {
+    const { namespace } = this.options;
+    return resourcePath({
+      group: "coordination.k8s.io",
+      version: "v1",
+      plural: "leases",
+      namespace,
+      ...(name ? { name } : {}),
+    });
+  }
+
+  private async read(): Promise<Lease | undefined> {
     try {
-      return await this.api.readNamespacedLease({
-        name: this.options.name,
-        namespace: this.options.namespace,
-      });
+      return await this.client.get<Lease>(this.path(this.options.name));
     } catch (error) {
       if (statusCode(error) === 404) return undefined;
       throw error;
@@ -143,12 +141,11 @@ export class LeaderElector {
     };
     if (!lease) {
       try {
-        await this.api.createNamespacedLease({
-          namespace,
-          body: {
-            metadata: { name, namespace },
-            spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
-          },
+        await this.client.create<Lease>(this.path(), {
+          apiVersion: "coordination.k8s.io/v1",
+          kind: "Lease",
+          metadata: { name, namespace },
+          spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
         });
         return true;
       } catch (error) {
@@ -164,14 +161,17 @@ export class LeaderElector {
     if (record !== this.observed.record) this.observed = { record, at: now.getTime() };
     const duration = (held.leaseDurationSeconds ?? 0) * 1000;
     if (!mine && held.holderIdentity && this.observed.at + duration > now.getTime()) return false;
-    lease.spec = {
-      ...held,
-      ...spec,
-      acquireTime: microTime(mine ? held.acquireTime : now),
-      ...(mine ? {} : { leaseTransitions: (held.leaseTransitions ?? 0) + 1 }),
+    const renewed: Lease = {
+      ...lease,
+      spec: {
+        ...held,
+        ...spec,
+        acquireTime: mine && held.acquireTime ? held.acquireTime : microTime(now),
+        ...(mine ? {} : { leaseTransitions: (held.leaseTransitions ?? 0) + 1 }),
+      },
     };
     try {
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      await this.client.replace(this.path(name), renewed);
       return true;
     } catch (error) {
       if (statusCode(error) === 409) return false; // someone else wrote it since we read it

@@ -5,16 +5,16 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { KubeConfig } from "@kubernetes/client-node";
 import { kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CertificateManager } from "./certificate-manager.ts";
+import type { KubeClient } from "./client.ts";
 import type { ClusterRuleSource } from "./cluster-source.ts";
 import { LeaderElector } from "./leader.ts";
 import { StatusWriter } from "./status.ts";
 
 export interface StatusReportingOptions {
-  kubeConfig: KubeConfig;
+  client: KubeClient;
   source: ClusterRuleSource;
   logger: Logger;
   /** Namespace of the Lease: the operator's own. */
@@ -36,7 +36,7 @@ export interface StatusReporting {
 
 export function startStatusReporting(options: StatusReportingOptions): StatusReporting {
   const { source, logger } = options;
-  const writer = new StatusWriter(options.kubeConfig, logger);
+  const writer = new StatusWriter(options.client, logger);
   let resync: NodeJS.Timeout | undefined;
   let renew: NodeJS.Timeout | undefined;
   const { certificates } = options;
@@ -57,7 +57,7 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
     if (elector.leading && source.current()) void writer.sync(() => source.clusterObjects());
   };
   const elector = new LeaderElector({
-    kubeConfig: options.kubeConfig,
+    client: options.client,
     namespace: options.namespace,
     name: options.leaseName ?? "imageshift-status-writer",
     identity: `${hostname()}_${process.pid}_${randomBytes(4).toString("hex")}`,

@@ -5,13 +5,14 @@
  * replica is not ready).
  */
 import { createSecureContext } from "node:tls";
-import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
 import type { CertificatePair, CertificateSource } from "../server/certificates.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { SECRET_KEYS } from "./certificate-manager.ts";
+import { type KubeClient, resourcePath } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
+import type { Secret } from "./objects.ts";
 
-function pairOf(secret: V1Secret | undefined): CertificatePair | undefined {
+function pairOf(secret: Secret | undefined): CertificatePair | undefined {
   const cert = secret?.data?.[SECRET_KEYS.cert];
   const key = secret?.data?.[SECRET_KEYS.key];
   if (!cert || !key) return undefined;
@@ -28,7 +29,7 @@ function pairOf(secret: V1Secret | undefined): CertificatePair | undefined {
 }
 
 export class SecretCertificateSource implements CertificateSource {
-  private readonly watch: WatchedKind<V1Secret>;
+  private readonly watch: WatchedKind<Secret>;
   private readonly name: string;
   private readonly namespace: string;
   private readonly logger: Logger;
@@ -36,17 +37,14 @@ export class SecretCertificateSource implements CertificateSource {
   private current: CertificatePair | undefined;
   private waiting: ((pair: CertificatePair) => void) | undefined;
 
-  constructor(options: { kubeConfig: KubeConfig; namespace: string; name: string; logger: Logger }) {
+  constructor(options: { client: KubeClient; namespace: string; name: string; logger: Logger }) {
     this.name = options.name;
     this.namespace = options.namespace;
     this.logger = options.logger;
-    const core = options.kubeConfig.makeApiClient(CoreV1Api);
-    const fieldSelector = `metadata.name=${options.name}`;
-    this.watch = new WatchedKind<V1Secret>({
-      kubeConfig: options.kubeConfig,
-      path: `/api/v1/namespaces/${options.namespace}/secrets`,
-      fieldSelector,
-      list: () => core.listNamespacedSecret({ namespace: options.namespace, fieldSelector }),
+    this.watch = new WatchedKind<Secret>({
+      client: options.client,
+      path: resourcePath({ version: "v1", plural: "secrets", namespace: options.namespace }),
+      fieldSelector: `metadata.name=${options.name}`,
       logger: options.logger,
       onChange: () => this.changed(),
     });

@@ -13,9 +13,9 @@
  * Only the leader writes (see `leader.ts`), so replicas never fight over it; a write happens
  * only when the wanted status differs from the stored one.
  */
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { type KubeClient, resourcePath } from "./client.ts";
 import type { ClusterObject } from "./cluster-source.ts";
 
 export interface Condition {
@@ -95,13 +95,13 @@ export function statusMatches(stored: unknown, wanted: RuleObjectStatus): boolea
 }
 
 export class StatusWriter {
-  private readonly api: CustomObjectsApi;
+  private readonly client: KubeClient;
   private readonly logger: Logger;
   private running: Promise<void> | undefined;
   private again = false;
 
-  constructor(kubeConfig: KubeConfig, logger: Logger) {
-    this.api = kubeConfig.makeApiClient(CustomObjectsApi);
+  constructor(client: KubeClient, logger: Logger) {
+    this.client = client;
     this.logger = logger;
   }
 
@@ -125,12 +125,12 @@ export class StatusWriter {
   private async write(entry: ClusterObject): Promise<void> {
     const wanted = desiredStatus(entry);
     if (statusMatches(entry.object.status, wanted)) return;
-    const { group, version, plural } = entry.resource;
     const name = entry.object.metadata?.name ?? "";
     try {
-      await this.api.patchClusterCustomObjectStatus(
-        { group, version, plural, name, body: { status: wanted } },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      await this.client.patch(
+        resourcePath({ ...entry.resource, name, subresource: "status" }),
+        { status: wanted },
+        "merge",
       );
       this.logger.info(
         { object: `${entry.resource.kind}/${name}`, ready: wanted.conditions[0]?.status },

@@ -3,25 +3,14 @@ import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createLogger, type Logger } from "../telemetry/logger.ts";
+import { createLogger } from "../telemetry/logger.ts";
+import { captureLogger, type LogLine } from "../telemetry/testing.ts";
 import { FileRuleSource } from "./file-source.ts";
 import type { CompiledRules } from "./load.ts";
 
 const WAIT_MS = 5_000;
 /** Far enough that only the watcher (or an explicit reload) can act within a test. */
 const NO_POLL = 600_000;
-
-type LogLine = { level: number; msg: string; [key: string]: unknown };
-
-function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = createLogger("debug", {
-    write: (text: string) => {
-      lines.push(JSON.parse(text) as LogLine);
-    },
-  });
-  return { logger, lines };
-}
 
 /** An Imageshift object that swaps one registry. */
 function swap(name: string, registry: string, target: string, extra = ""): string {

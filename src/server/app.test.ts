@@ -7,8 +7,9 @@ import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { type CompiledRules, loadRules } from "../rules/load.ts";
 import type { RuleSource } from "../rules/source.ts";
-import { createLogger, type Logger, silentLogger } from "../telemetry/logger.ts";
+import { type Logger, silentLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
+import { captureLogger } from "../telemetry/testing.ts";
 import { localhostCertificate } from "../tls/testing.ts";
 import { type RunningApp, startApp } from "./app.ts";
 import type { CertificatePair, CertificateSource } from "./certificates.ts";
@@ -17,18 +18,6 @@ const ROOT = join(import.meta.dirname, "..", "..");
 const FIXTURE = readFileSync(join(ROOT, "test", "fixtures", "admission", "pod-create.json"), "utf8");
 const FIXTURE_UID = "705ab4f5-6393-11e8-b7cc-42010a800002";
 const TIMEOUT_MS = 10_000;
-
-type LogLine = { msg: string; [key: string]: unknown };
-
-function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = createLogger("info", {
-    write: (text: string) => {
-      lines.push(JSON.parse(text) as LogLine);
-    },
-  });
-  return { logger, lines };
-}
 
 /** A rule source the test drives: nothing loaded until `load()`. */
 class FakeRules implements RuleSource {

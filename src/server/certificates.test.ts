@@ -10,6 +10,7 @@ import type { CompiledRules } from "../rules/load.ts";
 import type { RuleSource } from "../rules/source.ts";
 import { rulesFromYaml } from "../rules/testing.ts";
 import { createLogger, type Logger } from "../telemetry/logger.ts";
+import { captureLogger } from "../telemetry/testing.ts";
 import {
   type CertificateAndKey,
   createCertificateAuthority,
@@ -38,17 +39,6 @@ spec:
 
 function staticRules(compiled: CompiledRules): RuleSource {
   return { start: async () => {}, current: () => compiled, onChange: () => {}, stop: async () => {} };
-}
-
-/** A logger whose JSON lines are kept for assertions. */
-function captureLogger(): { logger: Logger; lines: { msg: string; [key: string]: unknown }[] } {
-  const lines: { msg: string; [key: string]: unknown }[] = [];
-  const logger = createLogger("debug", {
-    write: (text: string) => {
-      lines.push(JSON.parse(text) as { msg: string });
-    },
-  });
-  return { logger, lines };
 }
 
 interface Served {

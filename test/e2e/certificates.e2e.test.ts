@@ -19,10 +19,12 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, createSecureContext, createServer } from "node:tls";
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, type V1Secret } from "@kubernetes/client-node";
 import { CertificateManager, pemBundle, SECRET_KEYS } from "../../src/kube/certificate-manager.ts";
+import { KubeClient } from "../../src/kube/client.ts";
 import { clusterMode } from "../../src/kube/cluster-mode.ts";
 import { ClusterRuleSource } from "../../src/kube/cluster-source.ts";
+import { fromKubeconfigFiles, staticToken } from "../../src/kube/kubeconfig.ts";
+import type { Secret, WebhookConfiguration } from "../../src/kube/objects.ts";
 import { startStatusReporting } from "../../src/kube/operator.ts";
 import { SecretCertificateSource } from "../../src/kube/secret-certificates.ts";
 import type { CertificatePair } from "../../src/server/certificates.ts";
@@ -87,7 +89,7 @@ function webhookConfigurations(name: string): object {
 }
 
 /** The PEM text of one key of a Secret (fails when it is not there). */
-function pemOf(secret: V1Secret, key: string): string {
+function pemOf(secret: Secret, key: string): string {
   const value = secret.data?.[key];
   assert.ok(value, `${key} in Secret ${secret.metadata?.name}: ${Object.keys(secret.data ?? {})}`);
   return Buffer.from(value, "base64").toString("utf8");
@@ -103,7 +105,7 @@ function certificatesIn(bundle: string): X509Certificate[] {
  * A Secret with a usable pair: tls.key matches tls.crt, ca.key matches ca.crt, the serving
  * certificate is signed by the CA or (right after a CA rotation) by the previous one.
  */
-function assertValidSecret(secret: V1Secret): { ca: X509Certificate; leaf: X509Certificate } {
+function assertValidSecret(secret: Secret): { ca: X509Certificate; leaf: X509Certificate } {
   const ca = new X509Certificate(pemOf(secret, SECRET_KEYS.caCert));
   const leaf = new X509Certificate(pemOf(secret, SECRET_KEYS.cert));
   assert.ok(ca.checkPrivateKey(createPrivateKey(pemOf(secret, SECRET_KEYS.caKey))), "ca.key matches ca.crt");
@@ -150,7 +152,7 @@ async function handshake(pair: { cert: string; key: string }, caPem: string): Pr
   }
 }
 
-const pairOfSecret = (secret: V1Secret) => ({
+const pairOfSecret = (secret: Secret) => ({
   cert: pemOf(secret, SECRET_KEYS.cert),
   key: pemOf(secret, SECRET_KEYS.key),
 });
@@ -158,35 +160,36 @@ const pairOfSecret = (secret: V1Secret) => ({
 describe("self-managed certificates against a real control plane", { timeout: 50 * 60_000 }, () => {
   let cp: ControlPlane | undefined;
   let k: Kubectl;
-  let kc: KubeConfig;
-  let core: CoreV1Api;
-  let admission: AdmissionregistrationV1Api;
+  /** ImageShift's own client, for the modules under test; the test itself observes with kubectl. */
+  let client: KubeClient;
   /** Run after each test, in reverse order. */
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
 
-  const readSecret = (name: string) => core.readNamespacedSecret({ name, namespace: NAMESPACE });
-  const secretExists = async (name: string) => {
-    try {
-      return await readSecret(name);
-    } catch (error) {
-      if ((error as { code?: number }).code === 404) return undefined;
-      throw error;
-    }
+  const readSecret = (name: string) => k.json<Secret>(["get", "secret", name, "-n", NAMESPACE, "-o", "json"]);
+  const secretExists = async (name: string): Promise<Secret | undefined> => {
+    const result = await k.run(["get", "secret", name, "-n", NAMESPACE, "-o", "json"]);
+    if (result.code === 0) return JSON.parse(result.stdout) as Secret;
+    if (/NotFound/.test(result.stderr)) return undefined;
+    throw new Error(`kubectl get secret ${name}: ${result.stderr}`);
   };
+  const readConfigurations = (name: string) =>
+    Promise.all(
+      ["mutatingwebhookconfiguration", "validatingwebhookconfiguration"].map((kind) =>
+        k.json<WebhookConfiguration>(["get", kind, name, "-o", "json"]),
+      ),
+    );
 
   /** The three caBundles (two mutating webhooks, one validating), decoded; "" when unset. */
   async function caBundles(name: string): Promise<string[]> {
-    const mutating = await admission.readMutatingWebhookConfiguration({ name });
-    const validating = await admission.readValidatingWebhookConfiguration({ name });
-    return [...(mutating.webhooks ?? []), ...(validating.webhooks ?? [])].map((webhook) =>
+    const [mutating, validating] = await readConfigurations(name);
+    return [...(mutating?.webhooks ?? []), ...(validating?.webhooks ?? [])].map((webhook) =>
       webhook.clientConfig.caBundle ? Buffer.from(webhook.clientConfig.caBundle, "base64").toString() : "",
     );
   }
 
   async function configurationVersions(name: string): Promise<string[]> {
-    const mutating = await admission.readMutatingWebhookConfiguration({ name });
-    const validating = await admission.readValidatingWebhookConfiguration({ name });
-    return [mutating.metadata?.resourceVersion ?? "", validating.metadata?.resourceVersion ?? ""];
+    const [mutating, validating] = await readConfigurations(name);
+    return [mutating?.metadata?.resourceVersion ?? "", validating?.metadata?.resourceVersion ?? ""];
   }
 
   /** kubectl, synchronously: for a log hook that must act between the manager's read and write. */
@@ -205,7 +208,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
     logger?: Logger;
   }): CertificateManager {
     return new CertificateManager({
-      kubeConfig: kc,
+      client,
       namespace: NAMESPACE,
       secretName: options.secretName,
       webhookConfigurationName: options.webhookConfigurationName ?? "absent",
@@ -217,7 +220,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
   }
 
   /** The serving certificate's renewal point is 10 s before its end: a time 1 s past it. */
-  const dueTime = (secret: V1Secret) =>
+  const dueTime = (secret: Secret) =>
     Date.parse(new X509Certificate(pemOf(secret, SECRET_KEYS.cert)).validTo) -
     LIFETIMES.renewBeforeMs +
     1_000;
@@ -235,10 +238,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       "crd/registryrewriterules.dev.flemzord.fr",
       "--timeout=30s",
     ]);
-    kc = new KubeConfig();
-    kc.loadFromFile(cp.kubeconfigPath);
-    core = kc.makeApiClient(CoreV1Api);
-    admission = kc.makeApiClient(AdmissionregistrationV1Api);
+    client = new KubeClient(fromKubeconfigFiles([cp.kubeconfigPath]));
   });
 
   // Sources, watches and electors a test started stop after it, even when it failed half way.
@@ -710,7 +710,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       const versions = await configurationVersions(CONFIGURATIONS);
       const { logger, lines } = captureLogger();
       const certificates = new CertificateManager({
-        kubeConfig: kc,
+        client,
         namespace: NAMESPACE,
         secretName: "plain-tls",
         webhookConfigurationName: CONFIGURATIONS,
@@ -736,18 +736,14 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       timeout: 30_000,
     }, async () => {
       assert.ok(cp);
-      const intruder = new KubeConfig();
-      intruder.loadFromClusterAndUser(
-        {
-          name: "e2e",
-          server: cp.server,
-          caData: Buffer.from(cp.caPem).toString("base64"),
-          skipTLSVerify: false,
-        },
-        { name: "intruder", token: "not-the-token" },
-      );
+      const intruder = new KubeClient({
+        server: cp.server,
+        ca: cp.caPem,
+        credential: staticToken("not-the-token"),
+        origin: "test",
+      });
       const certificates = new CertificateManager({
-        kubeConfig: intruder,
+        client: intruder,
         namespace: NAMESPACE,
         secretName: "forbidden-tls",
         webhookConfigurationName: "imageshift",
@@ -772,7 +768,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       const SECRET = "source-tls";
       const { logger: sourceLogger, lines: sourceLines } = captureLogger();
       const source = new SecretCertificateSource({
-        kubeConfig: kc,
+        client,
         namespace: NAMESPACE,
         name: SECRET,
         logger: sourceLogger,
@@ -874,13 +870,13 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       const CONFIGURATIONS = "imageshift-leader";
       await k.ok(["apply", "-f", "-"], JSON.stringify(webhookConfigurations(CONFIGURATIONS)));
       const { logger, lines } = captureLogger();
-      const source = new ClusterRuleSource({ kubeConfig: kc, logger, watchCompat: false });
+      const source = new ClusterRuleSource({ client, logger, watchCompat: false });
       cleanups.push(() => source.stop());
       await source.start();
       const certificates = manager({ secretName: SECRET, webhookConfigurationName: CONFIGURATIONS, logger });
       assert.equal(certificates.periodMs, 2_500);
       const reporting = startStatusReporting({
-        kubeConfig: kc,
+        client,
         source,
         logger,
         namespace: NAMESPACE,

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import { helmPath } from "../../../scripts/helm.ts";
-import { createLogger, type Logger } from "../../../src/telemetry/logger.ts";
+import { captureLogger, type LogLine } from "../../../src/telemetry/testing.ts";
 import { createCertificateAuthority, createServingCertificate } from "../../../src/tls/certs.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
@@ -173,11 +173,8 @@ export async function makeWebhookCertificates(dir: string): Promise<WebhookCerti
 // ---------------------------------------------------------------------------------------------
 // imageshift serve (cluster mode)
 
-export interface LogLine {
-  msg?: string;
-  level?: number;
-  [key: string]: unknown;
-}
+export type { LogLine };
+export { captureLogger };
 
 export interface OperatorOptions {
   /** Label for messages and the log file name. */
@@ -498,17 +495,4 @@ export function waitFor<T>(
   return waitUntil(what, async () => (await probe()) || undefined, { timeoutMs, intervalMs }) as Promise<
     NonNullable<T>
   >;
-}
-
-/** A debug-level logger whose JSON lines are kept (and passed to `onLine`) for assertions. */
-export function captureLogger(onLine?: (line: LogLine) => void): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = createLogger("debug", {
-    write(text: string) {
-      const line = JSON.parse(text) as LogLine;
-      lines.push(line);
-      onLine?.(line);
-    },
-  });
-  return { logger, lines };
 }
