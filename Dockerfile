@@ -19,7 +19,11 @@ FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     # docs/performance.md: a small young generation and a heap cap keep RSS near 120 MB with
     # 10,000 rules at a p99 near 1 ms; the chart sets the same through `nodeOptions`.
-    NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=96"
+    NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=96" \
+    # docs/performance.md: glibc's malloc otherwise keeps freed 32-128 KiB blocks (V8 compiler
+    # zones, TLS buffers) in a fragmented heap; from 32 KiB up they are mapped and unmapped.
+    # That cut peak RSS under load by about 10 MB, at no measurable cost in throughput.
+    MALLOC_MMAP_THRESHOLD_=32768
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules

@@ -153,7 +153,7 @@ if (controlPlane) {
   // create, not apply: apply would copy each object into an annotation, over its 256 KiB limit.
   await kubectl.ok(["create", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }));
 }
-// As deployed: the production build (build/), certificate files, and the container's NODE_OPTIONS.
+// As deployed: the production build (build/), certificate files, the container's NODE_OPTIONS and malloc setting.
 execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
   stdio: "inherit",
 });
@@ -192,6 +192,8 @@ const server = spawn(
     env: {
       ...process.env,
       NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? DEPLOYED_NODE_OPTIONS,
+      // The Dockerfile's malloc setting; BENCH_MALLOC_DEFAULTS=1 leaves glibc's defaults, to compare.
+      ...(process.env.BENCH_MALLOC_DEFAULTS ? {} : { MALLOC_MMAP_THRESHOLD_: "32768" }),
       ...(controlPlane ? { KUBECONFIG: controlPlane.kubeconfigPath } : {}),
     },
   },

@@ -140,7 +140,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
         certificateSource: undefined,
         stop: async () => {},
       }
-    : // Loaded only in cluster mode: the Kubernetes client costs about 85 MB of RSS (docs/performance.md).
+    : // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
       (await import("../kube/cluster-mode.ts")).clusterMode({
         logger,
         watchCompat: !values["disable-compat-kind"],
