@@ -6,9 +6,10 @@
  * that library costs about 38 MB of resident memory (measured on the production build,
  * docs/performance.md), a third of the webhook's 120 MB budget. See ADR 6.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { KubeApiError } from "../errors.ts";
+import { http } from "../server/node-http.ts";
 import type { ClusterConnection } from "./kubeconfig.ts";
 import type { KubeObject, ObjectList, WatchEvent } from "./objects.ts";
 
@@ -70,7 +71,7 @@ export class KubeClient {
           rejectUnauthorized: !connection.insecureSkipTlsVerify,
           minVersion: "TLSv1.2",
         })
-      : new HttpAgent({ keepAlive: true });
+      : new http.Agent({ keepAlive: true });
   }
 
   get<T>(path: string, query?: RequestOptions["query"]): Promise<T> {
@@ -193,7 +194,7 @@ export class KubeClient {
       headers["content-length"] = String(Buffer.byteLength(body));
     }
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
-      const request = (this.secure ? httpsRequest : httpRequest)(url, {
+      const request = (this.secure ? httpsRequest : http.request)(url, {
         method,
         headers,
         agent: this.agent,

@@ -3,10 +3,11 @@
  * Prometheus need no webhook certificate: `/healthz` (the process is alive), `/readyz` (a
  * rule set is loaded and the server is not shutting down), `/metrics`.
  */
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { listen } from "./listen.ts";
+import { http } from "./node-http.ts";
 
 export interface Readiness {
   /** undefined when ready, else why not. */
@@ -17,7 +18,7 @@ export class ProbesServer {
   readonly server: Server;
 
   constructor(metrics: Metrics, readiness: Readiness) {
-    this.server = createServer((request, response) => {
+    this.server = http.createServer((request, response) => {
       const path = (request.url ?? "").split("?")[0];
       const text = (status: number, body: string, type = "text/plain; charset=utf-8") => {
         response.writeHead(status, { "content-type": type });

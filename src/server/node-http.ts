@@ -1,0 +1,11 @@
+/**
+ * `node:http`, loaded with `require` rather than `import`.
+ *
+ * Importing a built-in as an ES module builds its namespace from every export, and reading
+ * `http.WebSocket` (a lazy getter) loads Node's whole fetch and WebSocket stack (undici). That
+ * costs about 8 MB of resident memory in a server that uses neither (docs/performance.md, "Idle
+ * memory"). Types still come from `node:http` as usual: `import type` is erased.
+ */
+import { createRequire } from "node:module";
+
+export const http: typeof import("node:http") = createRequire(import.meta.url)("node:http");
