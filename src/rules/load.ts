@@ -89,18 +89,27 @@ export async function listRuleFiles(path: string): Promise<string[]> {
   return files;
 }
 
-export async function readRuleDocuments(
-  path: string,
-): Promise<{ documents: RuleDocument[]; issues: Issue[] }> {
-  const documents: RuleDocument[] = [];
-  const issues: Issue[] = [];
+/** The text of every rule file at a path, in name order. */
+export async function readRuleFiles(path: string): Promise<{ file: string; text: string }[]> {
+  const files: { file: string; text: string }[] = [];
   for (const file of await listRuleFiles(path)) {
-    let text: string;
     try {
-      text = await readFile(file, "utf8");
+      files.push({ file, text: await readFile(file, "utf8") });
     } catch (error) {
       throw new RuleSourceError(`cannot read rule file ${JSON.stringify(file)}: ${errorMessage(error)}`);
     }
+  }
+  return files;
+}
+
+/** Documents and syntax issues of rule files already read. */
+export function parseRuleFiles(files: readonly { file: string; text: string }[]): {
+  documents: RuleDocument[];
+  issues: Issue[];
+} {
+  const documents: RuleDocument[] = [];
+  const issues: Issue[] = [];
+  for (const { file, text } of files) {
     const parsed = parseRuleText(text, file);
     documents.push(...parsed.documents);
     issues.push(...parsed.issues);
@@ -108,7 +117,12 @@ export async function readRuleDocuments(
   return { documents, issues };
 }
 
-/** Every object, its surviving rules and every issue: what `validate`, status and logs report. */
+export async function readRuleDocuments(
+  path: string,
+): Promise<{ documents: RuleDocument[]; issues: Issue[] }> {
+  return parseRuleFiles(await readRuleFiles(path));
+}
+
 export interface CompiledRules {
   readonly ruleSet: RuleSet;
   readonly objects: readonly CompiledObject[];
