@@ -82,6 +82,14 @@ export class ClusterRuleSource implements RuleSource {
     this.namespaces = new WatchedKind<Namespace>({
       client: options.client,
       path: resourcePath({ version: "v1", plural: "namespaces" }),
+      // Only names and labels are read: a cluster may have thousands of namespaces.
+      transform: ({ metadata }) => ({
+        metadata: {
+          name: metadata?.name,
+          labels: metadata?.labels,
+          resourceVersion: metadata?.resourceVersion,
+        },
+      }),
       logger: this.logger,
       // Labels are read at admission time: a change needs no rebuild, only the first sync
       // (the source is ready once every watch has synced).

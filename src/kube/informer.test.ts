@@ -134,6 +134,42 @@ describe("WatchedKind", () => {
     assert.ok(timeout >= 300 && timeout < 600, `timeoutSeconds ${timeout}`);
   });
 
+  test("managedFields are dropped from listed and watched objects; a transform replaces that", async () => {
+    const managed = (name: string, resourceVersion: string) => ({
+      ...object(name, resourceVersion),
+      metadata: { name, resourceVersion, managedFields: [{ manager: "kubectl" }], labels: { a: "b" } },
+      spec: { kept: true },
+    });
+    onList = (_url, res) => sendJson(res, 200, listOf("10", managed("a", "5")));
+    onWatch = (_url, res) => events(res, { type: "ADDED", object: managed("b", "11") });
+    const plain = watched();
+    await plain.watch.start();
+    await until("the event", () => plain.watch.get("b") !== undefined);
+    for (const name of ["a", "b"]) {
+      assert.deepEqual(plain.watch.get(name)?.metadata, {
+        name,
+        resourceVersion: name === "a" ? "5" : "11",
+        labels: { a: "b" },
+      });
+      assert.deepEqual(plain.watch.get(name)?.spec, { kept: true });
+    }
+    await plain.watch.stop();
+
+    const { logger } = captureLogger();
+    const slim = new WatchedKind<KubeObject>({
+      client,
+      path: PATH,
+      logger,
+      onChange: () => {},
+      transform: (item) => ({ metadata: { name: item.metadata?.name, labels: item.metadata?.labels } }),
+    });
+    stops.push(() => slim.stop());
+    await slim.start();
+    await until("the event", () => slim.get("b") !== undefined);
+    assert.deepEqual(slim.get("a"), { metadata: { name: "a", labels: { a: "b" } } });
+    assert.deepEqual(slim.get("b"), { metadata: { name: "b", labels: { a: "b" } } });
+  });
+
   test("a watch the server ends is reopened from the last resourceVersion seen, bookmarks included", async () => {
     onList = (_url, res) => sendJson(res, 200, listOf("10", object("a", "5")));
     let watches = 0;

@@ -14,7 +14,7 @@ import type { Logger } from "../telemetry/logger.ts";
 import type { KubeClient } from "./client.ts";
 import type { KubeObject, WatchEvent } from "./objects.ts";
 
-export interface WatchedKindOptions {
+export interface WatchedKindOptions<T extends KubeObject> {
   client: KubeClient;
   /** Collection path, e.g. `/apis/imageshift.dev/v1/imageshifts`. */
   path: string;
@@ -23,6 +23,11 @@ export interface WatchedKindOptions {
   logger: Logger;
   /** Called after any add, update or delete, and after each (re)list. */
   onChange: () => void;
+  /**
+   * What to keep of each object. By default everything but `metadata.managedFields`, which
+   * nothing here reads and which can outweigh the rest of a small object.
+   */
+  transform?: (object: T) => T;
   minBackoffMs?: number;
   maxBackoffMs?: number;
 }
@@ -38,12 +43,18 @@ function watchTimeoutSeconds(): number {
 /** A watch that ends sooner than this without an event counts as a failure (no hot loop). */
 const SHORTEST_HEALTHY_WATCH_MS = 1_000;
 
+function withoutManagedFields<T extends KubeObject>(object: T): T {
+  if (!object.metadata?.managedFields) return object;
+  const { managedFields: _dropped, ...metadata } = object.metadata;
+  return { ...object, metadata };
+}
+
 function keyOf(object: KubeObject): string {
   return `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
 }
 
 export class WatchedKind<T extends KubeObject> {
-  private readonly options: WatchedKindOptions;
+  private readonly options: WatchedKindOptions<T>;
   private readonly store = new Map<string, T>();
   private snapshot: readonly T[] | undefined;
   private abort = new AbortController();
@@ -52,9 +63,12 @@ export class WatchedKind<T extends KubeObject> {
   /** True once the first list has completed. */
   synced = false;
 
-  constructor(options: WatchedKindOptions) {
+  private readonly keep: (object: T) => T;
+
+  constructor(options: WatchedKindOptions<T>) {
     this.options = options;
     this.backoffMs = options.minBackoffMs ?? 500;
+    this.keep = options.transform ?? withoutManagedFields;
   }
 
   list(): readonly T[] {
@@ -101,7 +115,7 @@ export class WatchedKind<T extends KubeObject> {
     const { client, path, fieldSelector } = this.options;
     const { items, resourceVersion } = await client.list<T>(path, { fieldSelector });
     this.store.clear();
-    for (const item of items) this.store.set(keyOf(item), item);
+    for (const item of items) this.store.set(keyOf(item), this.keep(item));
     this.snapshot = undefined;
     if (!this.synced) this.options.logger.info({ path, objects: items.length }, "watch synced");
     this.synced = true;
@@ -146,7 +160,7 @@ export class WatchedKind<T extends KubeObject> {
       if (status.code === 410) throw new Expired();
       throw new Error(`watch ${this.options.path}: ${status.message ?? JSON.stringify(object)}`);
     }
-    if (type === "ADDED" || type === "MODIFIED") this.store.set(keyOf(object), object);
+    if (type === "ADDED" || type === "MODIFIED") this.store.set(keyOf(object), this.keep(object));
     else if (type === "DELETED") this.store.delete(keyOf(object));
     if (type !== "BOOKMARK") {
       this.snapshot = undefined;
