@@ -261,6 +261,13 @@ describe("probes", () => {
       assert.equal(empty.status, 200);
       assert.match(String(empty.headers["content-type"]), /^text\/plain/);
       assert.match(empty.text, /^imageshift_rules_loaded 0$/m);
+      // The process's memory, as read at scrape time (this test process's own figures).
+      const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(empty.text)?.[1]);
+      const rss = gauge("process_resident_memory_bytes");
+      assert.ok(rss > 10e6 && rss < 4e9, `process_resident_memory_bytes ${rss}`);
+      const used = gauge("nodejs_heap_size_used_bytes");
+      const total = gauge("nodejs_heap_size_total_bytes");
+      assert.ok(used > 1e6 && used <= total && total < rss, `heap used ${used}, total ${total}, rss ${rss}`);
 
       rules.load(examples);
       const loaded = await probe(app.metricsPort, "/metrics");

@@ -58,6 +58,36 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // The process's memory, read at scrape time, under the names prom-client's default metrics
+  // use (so existing dashboards work). Not `collectDefaultMetrics`: it starts an event-loop
+  // monitor and a GC observer per registry that nothing can stop.
+  readonly residentMemory = new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers: [this.registry],
+    collect() {
+      this.set(process.memoryUsage.rss());
+    },
+  });
+
+  readonly heap = new Gauge({
+    name: "nodejs_heap_size_used_bytes",
+    help: "JavaScript heap in use, in bytes.",
+    registers: [this.registry],
+    collect() {
+      this.set(process.memoryUsage().heapUsed);
+    },
+  });
+
+  readonly heapTotal = new Gauge({
+    name: "nodejs_heap_size_total_bytes",
+    help: "JavaScript heap committed, in bytes.",
+    registers: [this.registry],
+    collect() {
+      this.set(process.memoryUsage().heapTotal);
+    },
+  });
+
   /** A registry name as a label value, or "other" once too many distinct ones were seen. */
   registryLabel(registry: string): string {
     if (this.registries.has(registry)) return registry;
