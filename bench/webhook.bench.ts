@@ -12,26 +12,17 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request as httpsRequest } from "node:https";
-import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { createCertificateAuthority, createServingCertificate } from "../src/tls/certs.ts";
-import { startControlPlane } from "../test/e2e/harness/controlplane.ts";
+import { freePorts, startControlPlane } from "../test/e2e/harness/controlplane.ts";
 import { kubectlFor } from "../test/e2e/harness/operator.ts";
 import { swapAndExact } from "./fixtures.ts";
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
 const CLUSTER_MODE = process.env.BENCH_MODE === "cluster";
 const CRDS = join(import.meta.dirname, "..", "charts", "imageshift", "crds", "crds.yaml");
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -166,7 +157,7 @@ const leaf = await createServingCertificate(ca, {
 writeFileSync(join(dir, "tls.crt"), leaf.certPem);
 writeFileSync(join(dir, "tls.key"), leaf.keyPem);
 const DEPLOYED_NODE_OPTIONS = "--max-semi-space-size=2 --max-old-space-size=96";
-const [port, metricsPort] = [await freePort(), await freePort()];
+const [port, metricsPort] = (await freePorts(2)) as [number, number];
 const server = spawn(
   process.execPath,
   [

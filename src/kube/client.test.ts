@@ -11,6 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { TLSSocket } from "node:tls";
 import { KubeApiError } from "../errors.ts";
+import { within } from "../testing.ts";
 import {
   type CertificateAndKey,
   createCertificateAuthority,
@@ -99,17 +100,6 @@ function reply(response: ServerResponse, status: number, body: unknown): void {
 
 function status(code: number, reason: string, message: string) {
   return { kind: "Status", apiVersion: "v1", status: "Failure", message, reason, code };
-}
-
-/** Rejects when `promise` has not settled within `ms`: no test can hang on a client bug. */
-function within<T>(promise: Promise<T>, ms = 1500): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`did not settle within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function event(type: WatchEvent<KubeObject>["type"], name: string): string {

@@ -10,6 +10,7 @@ import type { RuleSource } from "../rules/source.ts";
 import { type Logger, silentLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { captureLogger } from "../telemetry/testing.ts";
+import { within } from "../testing.ts";
 import { localhostCertificate } from "../tls/testing.ts";
 import { type RunningApp, startApp } from "./app.ts";
 import type { CertificatePair, CertificateSource } from "./certificates.ts";
@@ -123,16 +124,6 @@ function connectError(port: number): Promise<string | undefined> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Starts a POST /mutate whose body arrives in two parts: the headers and the first part now,

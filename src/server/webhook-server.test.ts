@@ -11,6 +11,7 @@ import { loadRules } from "../rules/load.ts";
 import type { RuleSource } from "../rules/source.ts";
 import { silentLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
+import { within } from "../testing.ts";
 import { localhostCertificate } from "../tls/testing.ts";
 import { type RunningApp, startApp } from "./app.ts";
 import { MAX_BODY_BYTES } from "./body.ts";
@@ -113,17 +114,6 @@ function staticRules(compiled: Awaited<ReturnType<typeof loadRules>>): RuleSourc
 
 function staticCertificate(pair: CertificatePair): CertificateSource {
   return { start: async () => pair, onChange: () => {}, stop: () => {} };
-}
-
-/** `promise`, or a rejection after `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 let caPem = "";
@@ -349,7 +339,7 @@ describe("webhook server through startApp", () => {
     const attempts: Promise<unknown>[] = [];
     const settle = (promise: Promise<unknown>) =>
       attempts.push(
-        withTimeout(
+        within(
           promise.catch(() => undefined),
           TIMEOUT_MS,
           "garbage",
@@ -538,7 +528,7 @@ describe("WebhookServer with a small body limit", () => {
   });
 
   it("answers 413 while the client is still streaming a body over the limit", async () => {
-    const reply = await withTimeout(
+    const reply = await within(
       new Promise<{ status: number; text: string }>((resolve, reject) => {
         const req = https.request(
           {
@@ -596,7 +586,7 @@ describe("WebhookServer with a small body limit", () => {
     });
     const abortPort = (await aborting.listen(0, "127.0.0.1")).port;
     try {
-      await withTimeout(
+      await within(
         new Promise<void>((resolve) => {
           const socket = tls.connect({ host: "127.0.0.1", port: abortPort, ca: caPem }, () => {
             socket.write(

@@ -10,7 +10,6 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import type { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -20,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { parseAllDocuments, stringify } from "yaml";
 import { helmPath } from "../../scripts/helm.ts";
 import { INSTALL_FILE, INSTALL_NAMESPACE } from "../../scripts/render-install.ts";
-import { type ControlPlane, startControlPlane } from "./harness/controlplane.ts";
+import { type ControlPlane, freePorts, startControlPlane } from "./harness/controlplane.ts";
 import {
   type Kubectl,
   kubectlFor,
@@ -170,7 +169,7 @@ describe("install", { timeout: 50 * 60_000 }, () => {
     // Everything dist/install.yaml holds but the Deployment (no kubelet here: the operator runs
     // on this host), with the webhooks pointed at it. The port is fixed before the operator
     // starts, since the webhook configurations must name it.
-    const port = await freePort();
+    const [port] = (await freePorts(1)) as [number];
     const objects = manifests(await readFile(INSTALL_FILE, "utf8")).filter(
       (object) => object.kind !== "Deployment",
     );
@@ -337,11 +336,3 @@ describe("install", { timeout: 50 * 60_000 }, () => {
     );
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

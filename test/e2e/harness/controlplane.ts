@@ -308,7 +308,7 @@ function httpGetOk(url: string, auth?: { ca: string; token: string }): Promise<b
 }
 
 /** `count` distinct free TCP ports on 127.0.0.1 (free when asked; the usual small race applies). */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const servers = Array.from({ length: count }, () => createServer());
   const ports = await Promise.all(
     servers.map(
