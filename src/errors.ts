@@ -67,6 +67,16 @@ export class KubeApiError extends ImageShiftError {
   }
 }
 
+/**
+ * A user's text in a message, in double quotes and as written: unlike `JSON.stringify`, a
+ * pattern's backslashes are not doubled (`^gcr\.io/` reads as the user typed it). Control
+ * characters are escaped, so a value cannot break a log line or a status message.
+ */
+export function quote(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
+  return `"${text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)}"`;
+}
+
 /** The message of anything thrown, for logs and admission warnings. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

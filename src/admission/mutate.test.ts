@@ -1021,11 +1021,12 @@ spec:
     assert.match(warnings[0] ?? "", /^imageshift: containers\/api: .*Payments\/API.*; image left as it was$/);
     const pod = assertPatchedPod(
       result,
-      { "/spec/containers/1/image": "mirror.local/nginx:1.25" },
+      // The RegistryRewriteRule sees MRW's normalized name.
+      { "/spec/containers/1/image": "mirror.local/docker.io/library/nginx:1.25" },
       {
         "containers/proxy": {
           original: "nginx:1.25",
-          image: "mirror.local/nginx:1.25",
+          image: "mirror.local/docker.io/library/nginx:1.25",
           rule: CATCH_ALL_RULE,
         },
       },

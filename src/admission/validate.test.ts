@@ -97,13 +97,19 @@ describe("handleValidate: valid objects", () => {
       assert.equal(result.review.response.warnings, undefined);
     });
 
-    test(`RegistryRewriteRule on ${operation} is allowed (leading ^(?!…) accepted)`, () => {
+    test(`RegistryRewriteRule on ${operation} is allowed (leading ^(?!…) accepted), with the probe's warning`, () => {
       const result = handleValidate(
         request(VALID_COMPAT, operation, operation === "UPDATE" ? VALID_COMPAT : null),
       );
       assertAllowed(result.review);
       assert.equal(result.outcome, "allowed");
-      assert.equal(result.review.response.warnings, undefined);
+      // The user learns at apply time what the second rule really catches.
+      const warnings = result.review.response.warnings ?? [];
+      assert.equal(warnings.length, 1);
+      assert.match(
+        warnings[0] ?? "",
+        /^RegistryRewriteRule\/docker-hub-to-ecr: spec\.rules\[1\]\.match: pattern "\^\(\[\^\/\]\+\/\[\^\/\]\+\)\$" also catches images of registries it does not name .*registry\.k8s\.io\/pause/,
+      );
     });
   }
 

@@ -20,6 +20,11 @@ export const RuleObjectStatusSchema = Type.Object(
   {
     observedGeneration: Type.Optional(Type.Integer({ description: "The generation this status is about." })),
     rules: Type.Optional(Type.Integer({ description: "Rules in use (valid rules)." })),
+    warnings: Type.Optional(
+      Type.Array(Type.String(), {
+        description: "Every validation warning, as `field: message` (at most 20 listed).",
+      }),
+    ),
     conditions: Type.Optional(
       Type.Array(
         Type.Object({

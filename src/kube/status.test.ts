@@ -129,7 +129,7 @@ describe("desiredStatus", () => {
     assert.equal(ready(desiredStatus(broken, NOW)).message, "not in use: (object): cannot be read");
   });
 
-  test("warnings alone keep the object Ready", () => {
+  test("warnings alone keep the object Ready, and the status lists each of them", () => {
     const base = entry(VALID, { generation: 1 });
     const warned: ClusterObject = {
       ...base,
@@ -144,9 +144,36 @@ describe("desiredStatus", () => {
         ],
       },
     };
-    const condition = ready(desiredStatus(warned, NOW));
+    const status = desiredStatus(warned, NOW);
+    const condition = ready(status);
     assert.equal(condition.status, "True");
-    assert.equal(condition.message, "3 rule(s) in use");
+    assert.equal(condition.message, "3 rule(s) in use; 1 warning(s), see status.warnings");
+    assert.deepEqual(status.warnings, ["spec.exclude[0]: w"]);
+    assert.equal(statusMatches({ ...status, warnings: [] }, status), false);
+    assert.equal(statusMatches(status, status), true);
+  });
+
+  test("a doubled-backslash reinterpretation reaches the status, shown as written", () => {
+    const status = desiredStatus(
+      entry({ mappings: { regexSwap: [{ expression: "^gcr\\\\.io/(.*)$", target: "mirror.corp/$1" }] } }),
+      NOW,
+    );
+    assert.equal(status.warnings?.length, 1);
+    assert.ok(status.warnings?.[0]?.includes('"^gcr\\\\.io/(.*)$" as single ones'), status.warnings?.[0]);
+    assert.ok(status.warnings?.[0]?.startsWith("spec.mappings.regexSwap[0].expression: "));
+  });
+
+  test("warnings are bounded: at most 20 listed, then a count", () => {
+    const base = entry(VALID);
+    const issues = Array.from({ length: 25 }, (_, i) => ({
+      location: { source: "Imageshift/rules", field: `spec.exclude[${i}]` },
+      message: "x".repeat(2000),
+      severity: "warning" as const,
+    }));
+    const status = desiredStatus({ ...base, result: { ...base.result, issues } }, NOW);
+    assert.equal(status.warnings?.length, 21);
+    assert.equal(status.warnings?.[0]?.length, 1024);
+    assert.equal(status.warnings?.[20], "… and 5 more warning(s)");
   });
 
   test("no generation: no observedGeneration anywhere", () => {

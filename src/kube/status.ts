@@ -4,6 +4,8 @@
  *   status:
  *     observedGeneration: 3
  *     rules: 5                      # rules in use
+ *     warnings:                     # every validation warning, also those of objects
+ *     - "spec.rules[1].match: …"    #   created before ImageShift was installed
  *     conditions:
  *     - type: Ready
  *       status: "False"
@@ -30,16 +32,30 @@ export interface Condition {
 export interface RuleObjectStatus {
   observedGeneration?: number;
   rules: number;
+  warnings?: string[];
   conditions: Condition[];
 }
 
 /** Longest condition message; the API server stores up to 32 KiB, but a status is read by people. */
 const MESSAGE_MAX = 4096;
+/** Warnings listed in a status, and the length of each: enough to act on, small to store. */
+const WARNINGS_MAX = 20;
+const WARNING_MAX = 1024;
 
 interface StoredStatus {
   observedGeneration?: number;
   rules?: number;
+  warnings?: unknown;
   conditions?: Partial<Condition>[];
+}
+
+function warningsOf(entry: ClusterObject): string[] {
+  const all = entry.result.issues.filter((issue) => issue.severity === "warning");
+  const listed = all
+    .slice(0, WARNINGS_MAX)
+    .map((issue) => `${issue.location.field || "(object)"}: ${issue.message}`.slice(0, WARNING_MAX));
+  if (all.length > WARNINGS_MAX) listed.push(`… and ${all.length - WARNINGS_MAX} more warning(s)`);
+  return listed;
 }
 
 /** The status an object should have, keeping the stored transition time when nothing flipped. */
@@ -48,8 +64,10 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
   const errors = entry.result.issues.filter((issue) => issue.severity === "error");
   const rules = entry.result.object?.rules.length ?? 0;
   const ready = errors.length === 0 && entry.result.object !== undefined;
+  const warnings = warningsOf(entry);
   let message: string;
-  if (ready) message = `${rules} rule(s) in use`;
+  if (ready)
+    message = `${rules} rule(s) in use${warnings.length > 0 ? `; ${warnings.length} warning(s), see status.warnings` : ""}`;
   else {
     const listed = errors
       .map((issue) => `${issue.location.field || "(object)"}: ${issue.message}`)
@@ -75,6 +93,7 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
   return {
     ...(generation === undefined ? {} : { observedGeneration: generation }),
     rules,
+    ...(warnings.length > 0 ? { warnings } : {}),
     conditions: [condition],
   };
 }
@@ -87,6 +106,7 @@ export function statusMatches(stored: unknown, wanted: RuleObjectStatus): boolea
   return (
     current?.observedGeneration === wanted.observedGeneration &&
     current?.rules === wanted.rules &&
+    JSON.stringify(current?.warnings ?? []) === JSON.stringify(wanted.warnings ?? []) &&
     condition?.status === want?.status &&
     condition?.reason === want?.reason &&
     condition?.message === want?.message &&
@@ -129,7 +149,8 @@ export class StatusWriter {
     try {
       await this.client.patch(
         resourcePath({ ...entry.resource, name, subresource: "status" }),
-        { status: wanted },
+        // A merge patch keeps fields it does not name: null removes warnings that are gone.
+        { status: { ...wanted, warnings: wanted.warnings ?? null } },
         "merge",
       );
       this.logger.info(

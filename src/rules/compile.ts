@@ -9,8 +9,9 @@
 import { Value } from "@sinclair/typebox/value";
 import type { Issue, Location } from "../errors.ts";
 import { DOCKER_HUB, parseReference, parseRegistryPrefix } from "../image/reference.ts";
+import { probeWarning } from "./probe.ts";
 import { compilePattern, parseTemplate } from "./regex.ts";
-import type { Mode, Rule, RuleRef, Scope } from "./rule.ts";
+import type { Mode, RegexRule, Rule, RuleRef, Scope } from "./rule.ts";
 import {
   COMPAT_API_VERSION,
   COMPAT_KIND,
@@ -134,6 +135,12 @@ function finish(
   return { object, issues: list.issues };
 }
 
+/** A rule that catches images of registries its pattern does not name gets a warning. */
+function warnReach(list: IssueList, field: string, rule: RegexRule): void {
+  const warning = probeWarning(rule);
+  if (warning) list.warn(field, warning);
+}
+
 function compileImageshift(doc: Record<string, unknown>, location: Location): CompileResult {
   const meta = metadataOf(doc);
   const list = new IssueList(location);
@@ -214,7 +221,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       list.error(`${field}.target`, template.error);
       return;
     }
-    rules.push({
+    const rule: RegexRule = {
       ...base,
       type: "regex",
       ref: ref(field),
@@ -222,7 +229,9 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       pattern: compiled.pattern,
       template: template.template,
       subject: "canonical",
-    });
+    };
+    warnReach(list, `${field}.expression`, rule);
+    rules.push(rule);
   });
 
   swap.forEach((entry, i) => {
@@ -275,7 +284,7 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
       exclude: [],
       ...(namespaces && namespaces.length > 0 ? { namespaces: new Set(namespaces) } : {}),
     };
-    rules.push({
+    const rule: RegexRule = {
       type: "regex",
       ref: { kind: COMPAT_KIND, name: meta.name, field },
       scope,
@@ -285,8 +294,10 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
       defaultDomain: DOCKER_HUB,
       pattern: compiled.pattern,
       template: template.template,
-      subject: "raw",
-    });
+      subject: "mrw",
+    };
+    warnReach(list, `${field}.match`, rule);
+    rules.push(rule);
   });
   return finish(list, COMPAT_KIND, meta, location, rules, spec.rules.length);
 }

@@ -247,11 +247,13 @@ describe("RuleSet.rewrite properties", () => {
         const result = checked(compatCatchAll.ruleSet, input);
         if (!result.changed) return;
         keepsTagAndDigest(result);
-        if (input.startsWith("internal-registry.")) {
-          assert.equal(result.output, `mirror.local/${input}`);
+        // The rules see the Mutating Registry Webhook's normalized name (docs/rules.md).
+        const seen = mrwName(input);
+        if (seen.startsWith("internal-registry.")) {
+          assert.equal(result.output, `mirror.local/${seen}`);
           assert.equal(result.rule?.field, "spec.rules[1]");
         } else {
-          assert.equal(result.output, `internal-registry.corp/${input}`);
+          assert.equal(result.output, `internal-registry.corp/${seen}`);
           assert.equal(result.rule?.field, "spec.rules[0]");
         }
       }),
@@ -277,6 +279,12 @@ describe("RuleSet.rewrite properties", () => {
     );
   });
 });
+
+/** Docker Hub images in canonical form; every other image (and index.docker.io/…) as written. */
+function mrwName(image: string): string {
+  const { domain } = parsed(image);
+  return domain === "docker.io" && !image.startsWith("index.docker.io/") ? formatted(image) : image;
+}
 
 /** The canonical form of a valid reference. */
 function formatted(image: string): string {

@@ -7,6 +7,7 @@ import {
   expandTemplate,
   type PatternOptions,
   parseTemplate,
+  replaceAll,
   type Template,
   undoubleBackslashes,
 } from "./regex.ts";
@@ -71,7 +72,7 @@ describe("compilePattern", () => {
     for (const source of ["^(gcr\\.io", "[a-", "a**", "(?P<x>a"]) {
       const error = refused(source);
       assert.match(error, /invalid RE2 expression/);
-      assert.ok(error.includes(JSON.stringify(source)), `${error} should quote ${source}`);
+      assert.ok(error.includes(`"${source}"`), `${error} should quote ${source} as written`);
     }
   });
 
@@ -85,7 +86,7 @@ describe("compilePattern", () => {
       const error = refused(source);
       assert.match(error, /lookahead or lookbehind/);
       assert.match(error, /spec\.exclude/);
-      assert.ok(error.includes(JSON.stringify(source)), `${error} should quote ${source}`);
+      assert.ok(error.includes(`"${source}"`), `${error} should quote ${source} as written`);
     }
   });
 
@@ -117,6 +118,8 @@ describe("compilePattern", () => {
     assert.equal(execPattern(pattern, "gcrxio/distroless/static"), null);
     assert.equal(pattern.warnings.length, 1);
     assert.match(pattern.warnings[0]!, /doubled backslash/);
+    // Shown as the user wrote it, not JSON-escaped (which would double every backslash again).
+    assert.ok(pattern.warnings[0]!.includes('"gcr\\\\.io" as single ones ("gcr\\.io")'), pattern.warnings[0]);
     assert.equal(undoubleBackslashes(source), "gcr\\.io");
     assert.equal(undoubleBackslashes("gcr\\.io"), "gcr\\.io");
   });
@@ -287,5 +290,50 @@ describe("parseTemplate and expandTemplate", () => {
     assert.equal(rewrite("^(gcr\\.io/)?(.*)$", "[$1][$2]", "nginx"), "[][nginx]");
     assert.equal(rewrite("^(?P<a>x)|(?P<b>y)$", "[${a}][${b}]", "y"), "[][y]");
     assert.equal(expandTemplate([0, "-", 1], ["m", undefined]), "m-");
+  });
+});
+
+describe("replaceAll (Go's ReplaceAllString)", () => {
+  const run = (pattern: string, text: string, input: string, options?: PatternOptions) => {
+    const regex = compiled(pattern, options);
+    const parsed = parseTemplate(text, regex.regex);
+    assert.ok(parsed.ok);
+    return replaceAll(regex, parsed.template, input);
+  };
+
+  test("undefined when nothing matches, in the fast path and the general one", () => {
+    assert.equal(run("^quay\\.io/(.*)$", "m/$1", "gcr.io/x"), undefined);
+    assert.equal(run("quay", "m", "gcr.io/x"), undefined);
+  });
+
+  test("the `^literal(.*)$` fast path gives what the regular expression gives", () => {
+    const pattern = compiled("^quay\\.io/(.*)$");
+    assert.equal(pattern.literalThenRest, "quay.io/");
+    assert.equal(run("^quay\\.io/(.*)$", "m.corp/$1", "quay.io/a/b:1"), "m.corp/a/b:1");
+    assert.equal(run("^quay\\.io/(.*)$", "$0|$1", "quay.io/a"), "quay.io/a|a");
+  });
+
+  test("a pattern anchored at the start is replaced once; an unanchored one everywhere", () => {
+    assert.equal(compiled("^a").anchoredAtStart, true);
+    assert.equal(compiled("^a|b").anchoredAtStart, false);
+    assert.equal(compiled("a").anchoredAtStart, false);
+    assert.equal(run("^a", "x", "aaa"), "xaa");
+    assert.equal(run("a", "x", "aaa"), "xxx");
+    assert.equal(run("^a|a", "x", "aaa"), "xxx");
+  });
+
+  test("empty matches: replaced between characters, but not right after a match", () => {
+    assert.equal(run("x*", "-", "abc"), "-a-b-c-");
+    assert.equal(run("a*", "-", "baaac"), "-b-c-");
+  });
+
+  test("a leading ^(?!P) keeps images matching P out", () => {
+    const options = { allowLeadingNegativeLookahead: true };
+    assert.equal(run("^(?!internal\\.)(.*)$", "m/$1", "internal.corp/x", options), undefined);
+    assert.equal(run("^(?!internal\\.)(.*)$", "m/$1", "quay.io/x", options), "m/quay.io/x");
+  });
+
+  test("a group that did not take part is empty", () => {
+    assert.equal(run("(b)(c)?", "[$1$2]", "abcab"), "a[bc]a[b]");
   });
 });

@@ -2,6 +2,11 @@
  * User regular expressions: RE2 syntax, linear-time matching (re2js, a port of Go's
  * regexp), so no rule can stall the webhook with catastrophic backtracking.
  *
+ * Two ways to use a match: `expandTemplate` builds the whole new image from the template
+ * (`Imageshift` regexSwap), and `replaceAll` substitutes every match inside the image and
+ * keeps the rest, as Go's `Regexp.ReplaceAllString` does (`RegistryRewriteRule`, as the
+ * Mutating Registry Webhook runs it).
+ *
  * Two accommodations for rules written for other tools, both documented in
  * docs/rules.md:
  * - A doubled backslash (`gcr\\.io`, a double-escaping slip common in YAML) can never
@@ -13,7 +18,7 @@
  *   message pointing to `exclude`.
  */
 import { RE2JS } from "re2js";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, quote } from "../errors.ts";
 
 export interface CompiledPattern {
   readonly source: string;
@@ -26,6 +31,8 @@ export interface CompiledPattern {
    * (image references have no newline for `.` to stop at).
    */
   readonly literalThenRest?: string;
+  /** `^…` with no top-level `|`: it can only match at the start, so it matches at most once. */
+  readonly anchoredAtStart: boolean;
   readonly warnings: readonly string[];
 }
 
@@ -71,7 +78,7 @@ function compileRe2(pattern: string): { ok: true; regex: RE2JS } | { ok: false; 
   try {
     return { ok: true, regex: RE2JS.compile(pattern) };
   } catch (error) {
-    return { ok: false, error: `invalid RE2 expression ${JSON.stringify(pattern)}: ${errorMessage(error)}` };
+    return { ok: false, error: `invalid RE2 expression ${quote(pattern)}: ${errorMessage(error)}` };
   }
 }
 
@@ -81,7 +88,7 @@ function unsupported(source: string, what: string, allowLeading: boolean): Patte
     : "use spec.exclude to keep images out of this object";
   return {
     ok: false,
-    error: `${what} in ${JSON.stringify(source)} is not supported (RE2 matches in linear time): ${hint}`,
+    error: `${what} in ${quote(source)} is not supported (RE2 matches in linear time): ${hint}`,
   };
 }
 
@@ -91,7 +98,7 @@ export function compilePattern(source: string, options: PatternOptions = {}): Pa
   let pattern = undoubleBackslashes(source);
   if (pattern !== source) {
     warnings.push(
-      `read the doubled backslashes in ${JSON.stringify(source)} as single ones (${JSON.stringify(pattern)}): an image reference never contains a backslash`,
+      `read the doubled backslashes in ${quote(source)} as single ones (${quote(pattern)}): an image reference never contains a backslash`,
     );
   }
   const allowLeading = options.allowLeadingNegativeLookahead === true;
@@ -121,6 +128,7 @@ export function compilePattern(source: string, options: PatternOptions = {}): Pa
   const result: { -readonly [K in keyof CompiledPattern]: CompiledPattern[K] } = {
     source,
     regex: compiled.regex,
+    anchoredAtStart: pattern.startsWith("^") && !hasTopLevelAlternation(pattern),
     warnings,
   };
   if (unless) result.unless = unless;
@@ -137,6 +145,43 @@ export function execPattern(pattern: CompiledPattern, input: string): (string | 
   const literal = pattern.literalThenRest;
   if (literal !== undefined) return input.startsWith(literal) ? [input, input.slice(literal.length)] : null;
   return pattern.regex.exec(input);
+}
+
+/**
+ * Go's `Regexp.ReplaceAllString(input, template)`: every non-overlapping match is replaced
+ * by the expanded template and the text around the matches is kept. An empty match right
+ * after another match is not replaced, and the search always moves on by at least one
+ * character, exactly as Go does. Returns undefined when nothing matches.
+ */
+export function replaceAll(pattern: CompiledPattern, template: Template, input: string): string | undefined {
+  if (pattern.unless?.test(input)) return undefined;
+  const literal = pattern.literalThenRest;
+  if (literal !== undefined) {
+    // `^literal(.*)$` matches the whole image or nothing.
+    return input.startsWith(literal)
+      ? expandTemplate(template, [input, input.slice(literal.length)])
+      : undefined;
+  }
+  const matcher = pattern.regex.matcher(input);
+  const groups: (string | undefined)[] = [];
+  let out = "";
+  let lastEnd = 0;
+  let matched = false;
+  for (let from = 0; from <= input.length && matcher.find(from); ) {
+    const start = matcher.start();
+    const end = matcher.end();
+    out += input.slice(lastEnd, start);
+    if (end > lastEnd || start === 0) {
+      groups.length = 0;
+      for (let g = 0; g <= matcher.groupCount(); g++) groups.push(matcher.group(g) ?? undefined);
+      out += expandTemplate(template, groups);
+    }
+    matched = true;
+    lastEnd = end;
+    if (pattern.anchoredAtStart) break;
+    from = Math.max(end, from + 1);
+  }
+  return matched ? out + input.slice(lastEnd) : undefined;
 }
 
 const META = new Set([..."\\.[](){}*+?|^$"]);
@@ -216,7 +261,7 @@ export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
     let name = "";
     if (text[i + 1] === "{") {
       const end = text.indexOf("}", i + 2);
-      if (end < 0) return { ok: false, error: `unclosed "\${" in replacement ${JSON.stringify(text)}` };
+      if (end < 0) return { ok: false, error: `unclosed "\${" in replacement ${quote(text)}` };
       name = text.slice(i + 2, end);
       i = end;
     } else {
@@ -226,12 +271,12 @@ export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
       i = j - 1;
     }
     if (name === "")
-      return { ok: false, error: `lone "$" in replacement ${JSON.stringify(text)}; write $$ for a dollar` };
+      return { ok: false, error: `lone "$" in replacement ${quote(text)}; write $$ for a dollar` };
     const group = /^\d+$/.test(name) ? Number(name) : names[name];
     if (group === undefined || group > groups) {
       return {
         ok: false,
-        error: `replacement ${JSON.stringify(text)} refers to group ${JSON.stringify(name)}, but the expression has ${groups} group(s)${hintFor(name)}`,
+        error: `replacement ${quote(text)} refers to group ${quote(name)}, but the expression has ${groups} group(s)${hintFor(name)}`,
       };
     }
     if (literal) parts.push(literal);

@@ -63,12 +63,18 @@ export interface ExactRule extends RuleBase {
   readonly target: ImageReference;
 }
 
+/**
+ * What a regular expression sees and how its template is used: `canonical`, the canonical
+ * reference, replaced whole by the template (`Imageshift` regexSwap); `mrw`, the Mutating
+ * Registry Webhook's normalized name, with every match substituted (`RegistryRewriteRule`).
+ */
+export type RegexSubject = "canonical" | "mrw";
+
 export interface RegexRule extends RuleBase {
   readonly type: "regex";
   readonly pattern: CompiledPattern;
   readonly template: Template;
-  /** Matched against the canonical reference (Imageshift) or the image as written (compat). */
-  readonly subject: "canonical" | "raw";
+  readonly subject: RegexSubject;
 }
 
 export type Rule = SwapRule | ExactRule | RegexRule;

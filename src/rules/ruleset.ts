@@ -21,8 +21,16 @@ import {
   nameOf,
   parseReference,
 } from "../image/reference.ts";
-import { execPattern, expandTemplate, literalPrefix } from "./regex.ts";
-import { type EvaluationContext, type Rule, type RuleRef, type Scope, sameExactImage } from "./rule.ts";
+import { execPattern, expandTemplate, literalPrefix, replaceAll } from "./regex.ts";
+import {
+  type EvaluationContext,
+  type RegexRule,
+  type RegexSubject,
+  type Rule,
+  type RuleRef,
+  type Scope,
+  sameExactImage,
+} from "./rule.ts";
 
 export interface RewriteResult {
   readonly input: string;
@@ -57,7 +65,21 @@ class Subject {
     this.text ??= formatReference(this.reference);
     return this.text;
   }
+  /**
+   * The name `RegistryRewriteRule` patterns see: the Mutating Registry Webhook's normalized
+   * form, read with the correct grammar. Docker Hub images get `docker.io/` and, for one
+   * component, `library/` (`nginx:1.25` is `docker.io/library/nginx:1.25`); an image that
+   * names another registry stays as written, and so does `index.docker.io/…`, which that
+   * webhook did not fold. Unlike it, `registry:5000/team/app` names a registry (ADR 7).
+   */
+  get mrw(): string {
+    return this.reference.domain === DOCKER_HUB && !this.input.startsWith(LEGACY_HUB_PREFIX)
+      ? this.canonical
+      : this.input;
+  }
 }
+
+const LEGACY_HUB_PREFIX = "index.docker.io/";
 
 /** Text before the first "/", the key regular expressions are indexed by; "" when none. */
 function firstSegment(text: string): string {
@@ -68,7 +90,7 @@ function firstSegment(text: string): string {
 /** Rules that share one default registry, and so one reading of unqualified names. */
 class Partition {
   readonly defaultDomain: string;
-  readonly subject: "canonical" | "raw";
+  readonly subject: RegexSubject;
   readonly exact = new Map<string, Ranked[]>();
   readonly swap = new Map<string, Ranked[]>();
   /** Per registry with swap rules: the most path components any of its prefixes has. */
@@ -78,7 +100,7 @@ class Partition {
   /** Regular expressions that could match anything; tried on every image. */
   readonly regexAlways: Ranked[] = [];
 
-  constructor(defaultDomain: string, subject: "canonical" | "raw") {
+  constructor(defaultDomain: string, subject: RegexSubject) {
     this.defaultDomain = defaultDomain;
     this.subject = subject;
   }
@@ -169,14 +191,34 @@ function attempt(rule: Rule, subject: Subject): Attempt {
       return { output: formatReference(output), reference: output };
     }
     case "regex": {
-      const groups = execPattern(rule.pattern, rule.subject === "raw" ? subject.input : subject.canonical);
-      if (!groups) return undefined;
-      const output = expandTemplate(rule.template, groups);
+      const output = regexOutput(rule, subject);
+      if (output === undefined) return undefined;
       const parsed = parseReference(output);
       if (!parsed.ok) return { error: `rule ${describeRule(rule.ref)} produced ${parsed.error}` };
       return { output, reference: parsed.reference };
     }
   }
+}
+
+/**
+ * `Imageshift` regexSwap: the template is the whole new image. `RegistryRewriteRule`: Go's
+ * ReplaceAllString on the normalized name, as the Mutating Registry Webhook does.
+ */
+function regexOutput(rule: RegexRule, subject: Subject): string | undefined {
+  if (rule.subject === "mrw") return replaceAll(rule.pattern, rule.template, subject.mrw);
+  const groups = execPattern(rule.pattern, subject.canonical);
+  return groups ? expandTemplate(rule.template, groups) : undefined;
+}
+
+/**
+ * What one rule alone makes of an image, ignoring its scope: the new image, an error, or
+ * undefined when it does not match. For validation probes (`probe.ts`), not the hot path.
+ */
+export function tryRule(rule: Rule, image: string): { output: string } | { error: string } | undefined {
+  const parsed = parseReference(image, { defaultDomain: rule.defaultDomain });
+  if (!parsed.ok) return undefined;
+  const result = attempt(rule, new Subject(image, parsed.reference));
+  return result && "reference" in result ? { output: result.output } : result;
 }
 
 /** A reference with this name and the source's tag and digest. */
@@ -253,8 +295,8 @@ class RuleIndex {
         subject = new Subject(hub.input, parsed.reference);
       }
       const { reference } = subject;
-      if (partition.subject === "raw") {
-        search.consider(partition.regexBySegment.get(firstSegment(subject.input)), subject);
+      if (partition.subject === "mrw") {
+        search.consider(partition.regexBySegment.get(firstSegment(subject.mrw)), subject);
         search.consider(partition.regexAlways, subject);
         continue;
       }

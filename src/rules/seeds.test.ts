@@ -1,6 +1,7 @@
 // The seed documents' examples are promises to users: each must work as written
-// (test/fixtures/seeds holds them verbatim; docs/rules.md explains the two places
-// where a document contradicts itself or RE2).
+// (test/fixtures/seeds holds them verbatim). RegistryRewriteRule outputs are the Mutating
+// Registry Webhook's, as its code runs in a cluster; docs/rules.md explains the places where
+// a document contradicts itself, RE2 or MRW's code.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
@@ -13,6 +14,17 @@ function objectsOf(file: string) {
   const { documents, issues } = parseRuleText(readFileSync(new URL(file, SEEDS), "utf8"), file);
   assert.deepEqual(issues, []);
   return documents;
+}
+
+/** Validation warnings of one seed object, as `field: message`. */
+function warningsOf(file: string, name: string): string[] {
+  const document = objectsOf(file).find(
+    (doc) => (doc.value as { metadata: { name: string } }).metadata.name === name,
+  );
+  assert.ok(document, `${name} is in ${file}`);
+  return compileDocuments([document])
+    .issues.filter((issue) => issue.severity === "warning")
+    .map((issue) => `${issue.location.field}: ${issue.message}`);
 }
 
 /** Rewrites with one seed object alone, as a user who applied just that example. */
@@ -32,17 +44,41 @@ function rewriterFor(file: string, name: string) {
 describe("Mutating Registry Webhook write-up", () => {
   const file = "mutating-registry-webhook.yaml";
 
-  test("docker-hub-to-ecr: docker.io images and registry-less two-component names", () => {
+  test("docker-hub-to-ecr: every Docker Hub image, as MRW normalizes it, and two-component names", () => {
     const rewrite = rewriterFor(file, "docker-hub-to-ecr");
-    // The write-up says ".../docker-hub/nginx:latest" but its own rule says "dockerhub": the rule wins.
-    assert.equal(rewrite("docker.io/nginx:latest"), "internal-registry.company.com/dockerhub/nginx:latest");
+    // The write-up's prose says ".../docker-hub/nginx:latest"; its rule and MRW's code give this.
+    assert.equal(
+      rewrite("docker.io/nginx:latest"),
+      "internal-registry.company.com/dockerhub/library/nginx:latest",
+    );
+    assert.equal(rewrite("nginx"), "internal-registry.company.com/dockerhub/library/nginx");
+    assert.equal(rewrite("nginx:1.25"), "internal-registry.company.com/dockerhub/library/nginx:1.25");
     assert.equal(rewrite("bitnami/redis:7.2"), "internal-registry.company.com/dockerhub/bitnami/redis:7.2");
-    // Neither rule matches a bare single-component name, exactly as the rules are written.
-    assert.equal(rewrite("nginx"), "nginx");
+    // The second rule sees normalized names, so it catches one-component images that name a
+    // registry (MRW does the same); validation warns about it (see the probe test below).
+    assert.equal(
+      rewrite("registry.k8s.io/pause:3.9"),
+      "internal-registry.company.com/dockerhub/registry.k8s.io/pause:3.9",
+    );
     assert.equal(rewrite("quay.io/org/app:1"), "quay.io/org/app:1");
   });
 
-  test("multi-registry-routing: double-escaped dots still match the registries", () => {
+  test("docker-hub-to-ecr: the second rule's reach is reported at validation", () => {
+    const warnings = warningsOf(file, "docker-hub-to-ecr");
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(warnings[0] ?? "", /^spec\.rules\[1\]\.match: /);
+    assert.ok(
+      warnings[0]?.includes(
+        "registry.k8s.io/pause:3.9 -> internal-registry.company.com/dockerhub/registry.k8s.io/pause:3.9",
+      ),
+      warnings[0],
+    );
+  });
+
+  // MRW (Go's regexp) reads "\\." as a backslash then any character, so this rule never fires
+  // there; ImageShift reads the dots as meant and says so (docs/rules.md, docs/migrating-from-mrw.md).
+  test("multi-registry-routing: double-escaped dots match the registries, with a warning", () => {
+    assert.match(warningsOf(file, "multi-registry-routing").join("\n"), /read the doubled backslashes/);
     const rewrite = rewriterFor(file, "multi-registry-routing");
     assert.equal(
       rewrite("gcr.io/distroless/static:nonroot"),
@@ -61,9 +97,10 @@ describe("Mutating Registry Webhook write-up", () => {
     assert.equal(rewrite("gcrxio.example/a"), "gcrxio.example/a");
   });
 
-  test("enterprise-cache: everything but the internal registry, without double rewrites", () => {
+  // MRW's Go regexp refuses the lookahead and drops the rule; ImageShift translates it.
+  test("enterprise-cache: everything but the internal registry, normalized, without double rewrites", () => {
     const rewrite = rewriterFor(file, "enterprise-cache");
-    assert.equal(rewrite("nginx:1.25"), "internal-registry.company.com/cache/nginx:1.25");
+    assert.equal(rewrite("nginx:1.25"), "internal-registry.company.com/cache/docker.io/library/nginx:1.25");
     assert.equal(
       rewrite(`ghcr.io/org/app@sha256:${"e".repeat(64)}`),
       `internal-registry.company.com/cache/ghcr.io/org/app@sha256:${"e".repeat(64)}`,
@@ -93,7 +130,7 @@ describe("Mutating Registry Webhook write-up", () => {
 
   test("isolated-dev: every image", () => {
     const rewrite = rewriterFor(file, "isolated-dev");
-    assert.equal(rewrite("nginx"), "dev-registry.local/nginx");
+    assert.equal(rewrite("nginx"), "dev-registry.local/docker.io/library/nginx");
     assert.equal(rewrite("gcr.io/a/b:1"), "dev-registry.local/gcr.io/a/b:1");
   });
 });

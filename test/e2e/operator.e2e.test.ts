@@ -80,6 +80,7 @@ interface RuleObject {
   status?: {
     observedGeneration?: number;
     rules?: number;
+    warnings?: string[];
     conditions?: {
       type: string;
       status: string;
@@ -400,9 +401,11 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
         {
           namespace: "team-a",
           images: {
-            "docker.io/nginx:latest": "internal-registry.company.com/dockerhub/nginx:latest",
+            // MRW's outputs: rules see its normalized name (ADR 7).
+            "docker.io/nginx:latest": "internal-registry.company.com/dockerhub/library/nginx:latest",
             "bitnami/redis:7.2": "internal-registry.company.com/dockerhub/bitnami/redis:7.2",
-            nginx: "nginx",
+            nginx: "internal-registry.company.com/dockerhub/library/nginx",
+            "registry.k8s.io/pause:3.9": "internal-registry.company.com/dockerhub/registry.k8s.io/pause:3.9",
             "quay.io/org/app:1": "quay.io/org/app:1",
           },
         },
@@ -423,7 +426,7 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
         {
           namespace: "team-a",
           images: {
-            "nginx:1.25": "internal-registry.company.com/cache/nginx:1.25",
+            "nginx:1.25": "internal-registry.company.com/cache/docker.io/library/nginx:1.25",
             [`ghcr.io/org/app@${DIGESTE}`]: `internal-registry.company.com/cache/ghcr.io/org/app@${DIGESTE}`,
             "internal-registry.company.com/cache/nginx:1.25":
               "internal-registry.company.com/cache/nginx:1.25",
@@ -451,7 +454,10 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
       "isolated-dev": [
         {
           namespace: "team-a",
-          images: { nginx: "dev-registry.local/nginx", "gcr.io/a/b:1": "dev-registry.local/gcr.io/a/b:1" },
+          images: {
+            nginx: "dev-registry.local/docker.io/library/nginx",
+            "gcr.io/a/b:1": "dev-registry.local/gcr.io/a/b:1",
+          },
         },
       ],
     };
@@ -466,6 +472,23 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
       const rules = object.spec.rules as { match: string }[];
       if (rules.some((rule) => rule.match.includes("\\\\"))) {
         assert.match(warnings, /spec\.rules\[0\]\.match: read the doubled backslashes/, `${name}: warning`);
+      }
+      if (name === "docker-hub-to-ecr") {
+        // The user learns at apply time, and from the status, what the second rule catches.
+        assert.match(
+          warnings,
+          /spec\.rules\[1\]\.match: pattern "\^\(\[\^\/\]\+\/\[\^\/\]\+\)\$" also catches/,
+        );
+        const stored = await waitUntil(
+          "docker-hub-to-ecr's status to list the probe warning",
+          async () => {
+            const got = await getRuleObject(COMPAT, name);
+            return (got.status?.warnings ?? []).some((w) => w.includes("registry.k8s.io/pause:3.9")) && got;
+          },
+          { timeoutMs: 20_000 },
+        );
+        assert.equal(stored.status?.warnings?.length, 1);
+        assert.match(stored.status?.conditions?.[0]?.message ?? "", /1 warning\(s\), see status\.warnings/);
       }
       await waitInUse([object], rules.length);
       for (const { namespace, images: expected } of cases[name] ?? []) {
