@@ -154,3 +154,27 @@ test("fieldPath turns JSON pointers into field paths", () => {
   assert.equal(fieldPath("/metadata/annotations/a~1b"), "metadata.annotations.a/b");
   assert.equal(fieldPath(""), "");
 });
+
+describe("validation cost", () => {
+  // 20,000 mistyped rules took 16 s (each error scanned all earlier ones) and blocked the
+  // event loop; the bound below is about ten times what the linear check takes here (0.3 s; 6 s before).
+  test("20,000 mistyped rules are each reported once, in linear time", { timeout: 3_000 }, () => {
+    const rules = Array.from({ length: 20_000 }, (_, i) => ({
+      match: `^r${i}\\.io/(.*)`,
+      replace: "x.io/$1",
+      priority: "high",
+    }));
+    const result = compileObject(
+      {
+        apiVersion: "dev.flemzord.fr/v1alpha1",
+        kind: "RegistryRewriteRule",
+        metadata: { name: "q" },
+        spec: { rules },
+      },
+      { source: "q" },
+    );
+    assert.equal(result.issues.length, 20_000);
+    assert.equal(result.issues[19_999]?.location.field, "spec.rules[19999].priority");
+    assert.equal(result.object?.rules.length, 0);
+  });
+});

@@ -57,7 +57,7 @@ function names(text: string, host: string): boolean {
 
 /** A warning for the rule's pattern field, or undefined when its reach is what it names. */
 export function probeWarning(rule: RegexRule): string | undefined {
-  const pattern = rule.pattern.regex.pattern();
+  const pattern = rule.pattern.expression;
   if (literalPrefix(pattern).includes("/")) return undefined;
   const text = undoubleBackslashes(rule.pattern.source).replaceAll("\\.", ".");
   const caught: string[] = [];

@@ -26,13 +26,13 @@ function refused(source: string, options?: PatternOptions): string {
 }
 
 function template(text: string, pattern: string): Template {
-  const result = parseTemplate(text, compiled(pattern).regex);
+  const result = parseTemplate(text, compiled(pattern));
   if (!result.ok) assert.fail(`expected template ${JSON.stringify(text)} to parse, got: ${result.error}`);
   return result.template;
 }
 
 function templateError(text: string, pattern: string): string {
-  const result = parseTemplate(text, compiled(pattern).regex);
+  const result = parseTemplate(text, compiled(pattern));
   if (result.ok) assert.fail(`expected template ${JSON.stringify(text)} to be refused`);
   return result.error;
 }
@@ -113,7 +113,7 @@ describe("compilePattern", () => {
     assert.equal(source.length, 8);
     const pattern = compiled(source);
     assert.equal(pattern.source, source);
-    assert.equal(pattern.regex.pattern(), "gcr\\.io");
+    assert.equal(pattern.expression, "gcr\\.io");
     assert.ok(execPattern(pattern, "gcr.io/distroless/static"));
     assert.equal(execPattern(pattern, "gcrxio/distroless/static"), null);
     assert.equal(pattern.warnings.length, 1);
@@ -174,7 +174,7 @@ describe("compilePattern", () => {
     // original (PCRE/.NET) syntax, but are dropped here, so later groups shift down.
     test("a capturing group inside the leading lookahead keeps the numbering of later groups", {}, () => {
       const pattern = compiled("^(?!(internal|private)-registry\\.)(.*)$", options);
-      const parsed = parseTemplate("mirror.local/$2", pattern.regex);
+      const parsed = parseTemplate("mirror.local/$2", pattern);
       assert.ok(parsed.ok, parsed.ok ? "" : parsed.error);
     });
   });
@@ -296,7 +296,7 @@ describe("parseTemplate and expandTemplate", () => {
 describe("replaceAll (Go's ReplaceAllString)", () => {
   const run = (pattern: string, text: string, input: string, options?: PatternOptions) => {
     const regex = compiled(pattern, options);
-    const parsed = parseTemplate(text, regex.regex);
+    const parsed = parseTemplate(text, regex);
     assert.ok(parsed.ok);
     return replaceAll(regex, parsed.template, input);
   };
@@ -335,5 +335,53 @@ describe("replaceAll (Go's ReplaceAllString)", () => {
 
   test("a group that did not take part is empty", () => {
     assert.equal(run("(b)(c)?", "[$1$2]", "abcab"), "a[bc]a[b]");
+  });
+});
+
+describe("pattern limits and programs (docs/webhook.md, Limits)", () => {
+  test("a pattern longer than the limit is refused before it is compiled", () => {
+    const error = refused(`^(${Array.from({ length: 400 }, (_, i) => `r${i}\\.io`).join("|")})/(.*)$`);
+    assert.match(error, /^pattern "\^\(r0\\\.io\|r1.*…" is \d+ characters, more than 2048$/);
+  });
+
+  test("more than 32 capture groups are refused", () => {
+    const error = refused(`^${"(a)".repeat(33)}`);
+    assert.match(error, /has 33 capture groups, more than 32/);
+    assert.ok(compiled(`^${"(a)".repeat(32)}`));
+  });
+
+  test("a program inflated by counted repetitions is refused", () => {
+    const error = refused("^(abcdefgh){900}(ijklmn){900}");
+    assert.match(error, /compiles to \d+ RE2 instructions, more than 5000/);
+  });
+
+  test("^literal(.*)$ keeps no program; an indexed pattern borrows one; others keep theirs", () => {
+    const literal = compiled("^quay\\.io/(.*)$");
+    assert.equal(literal.program, undefined);
+    assert.equal(literal.literalThenRest, "quay.io/");
+    assert.deepEqual([literal.groups, literal.names], [1, {}]);
+
+    const indexed = compiled("^quay\\.io/([a-z]+)/(.*)$");
+    assert.equal(indexed.program, undefined);
+    assert.deepEqual(
+      [...(execPattern(indexed, "quay.io/org/app:1") ?? [])],
+      ["quay.io/org/app:1", "org", "app:1"],
+    );
+
+    const everywhere = compiled("([a-z]+)\\.io/(.*)$");
+    assert.ok(everywhere.program);
+    assert.ok(compiled("^quay\\.io/([a-z]+)", { keepProgram: true }).program);
+  });
+
+  test("an escaped letter is not taken for the literal shape", () => {
+    // `\d` is a class, not a literal "d".
+    const pattern = compiled("^registry\\d\\.io/(.*)$");
+    assert.equal(pattern.literalThenRest, undefined);
+    assert.ok(execPattern(pattern, "registry7.io/x"));
+  });
+
+  test("a template cannot refer to inherited object properties as group names", () => {
+    const result = parseTemplate("x/$constructor", compiled("^(?P<a>.*)$"));
+    assert.equal(result.ok, false);
   });
 });

@@ -19,18 +19,26 @@
  */
 import { RE2JS } from "re2js";
 import { errorMessage, quote } from "../errors.ts";
+import { PATTERN_MAX_GROUPS, PATTERN_MAX_LENGTH, PROGRAM_MAX_SIZE } from "./limits.ts";
+import { cachedProgram, remember } from "./programs.ts";
 
 export interface CompiledPattern {
   readonly source: string;
-  readonly regex: RE2JS;
+  /** What RE2 runs: the source after the accommodations in the header. */
+  readonly expression: string;
+  /** Capture groups, and the numbers of the named ones: what a template may refer to. */
+  readonly groups: number;
+  readonly names: Readonly<Record<string, number>>;
   /** For `^(?!P)…` patterns: an image matching this is not matched by the pattern. */
   readonly unless?: RE2JS;
   /**
    * For the most common shape, `^literal(.*)$`, the literal: matching is then a
    * `startsWith`, about 5x faster than re2js on this machine, with the same result
-   * (image references have no newline for `.` to stop at).
+   * (image references have no newline for `.` to stop at), and no program is kept.
    */
   readonly literalThenRest?: string;
+  /** Kept for patterns tried on every image; others use `programs.ts`'s bounded cache. */
+  readonly program?: RE2JS;
   /** `^…` with no top-level `|`: it can only match at the start, so it matches at most once. */
   readonly anchoredAtStart: boolean;
   readonly warnings: readonly string[];
@@ -41,10 +49,14 @@ export type PatternResult = { ok: true; pattern: CompiledPattern } | { ok: false
 export interface PatternOptions {
   /** Accept a leading negative lookahead `^(?!P)` (RegistryRewriteRule compatibility). */
   allowLeadingNegativeLookahead?: boolean;
+  /** Keep the compiled program (exclude expressions, which run for every candidate rule). */
+  keepProgram?: boolean;
 }
 
 const LOOKAROUND = /\(\?<?[=!]/;
 const BACKREFERENCE = /\\[1-9]/;
+/** `^literal(.*)$`: plain characters and escaped ASCII punctuation, then `(.*)`. Valid RE2 by construction. */
+const LITERAL_THEN_REST = /^\^(?:[^\\()[\]{}*+?|^$.]|\\[!-/:-@[-`{-~])+\(\.\*\)\$?$/;
 
 /** Reads `\\` as `\` (see the header). Returns the pattern unchanged when there is none. */
 export function undoubleBackslashes(pattern: string): string {
@@ -92,8 +104,23 @@ function unsupported(source: string, what: string, allowLeading: boolean): Patte
   };
 }
 
+/** The size limits of docs/webhook.md ("Limits"); undefined when the program is within them. */
+function tooBig(source: string, regex: RE2JS): string | undefined {
+  if (regex.groupCount() > PATTERN_MAX_GROUPS)
+    return `pattern ${quote(source)} has ${regex.groupCount()} capture groups, more than ${PATTERN_MAX_GROUPS}`;
+  if (regex.programSize() > PROGRAM_MAX_SIZE)
+    return `pattern ${quote(source)} compiles to ${regex.programSize()} RE2 instructions, more than ${PROGRAM_MAX_SIZE}`;
+  return undefined;
+}
+
 /** Compiles a user pattern; never throws. */
 export function compilePattern(source: string, options: PatternOptions = {}): PatternResult {
+  if (source.length > PATTERN_MAX_LENGTH) {
+    return {
+      ok: false,
+      error: `pattern "${source.slice(0, 40)}…" is ${source.length} characters, more than ${PATTERN_MAX_LENGTH}`,
+    };
+  }
   const warnings: string[] = [];
   let pattern = undoubleBackslashes(source);
   if (pattern !== source) {
@@ -123,20 +150,40 @@ export function compilePattern(source: string, options: PatternOptions = {}): Pa
   }
   if (LOOKAROUND.test(pattern)) return unsupported(source, "a lookahead or lookbehind", allowLeading);
 
-  const compiled = compileRe2(pattern);
-  if (!compiled.ok) return compiled;
-  const result: { -readonly [K in keyof CompiledPattern]: CompiledPattern[K] } = {
+  const base = {
     source,
-    regex: compiled.regex,
+    expression: pattern,
     anchoredAtStart: pattern.startsWith("^") && !hasTopLevelAlternation(pattern),
     warnings,
   };
-  if (unless) result.unless = unless;
-  const prefix = literalPrefix(pattern);
-  if (/^\^(?:[^\\()[\]{}*+?|^$.]|\\[^\w\s])*\(\.\*\)\$?$/.test(pattern) && prefix.length > 0) {
-    result.literalThenRest = prefix;
+  if (unless === undefined && LITERAL_THEN_REST.test(pattern)) {
+    return { ok: true, pattern: { ...base, groups: 1, names: {}, literalThenRest: literalPrefix(pattern) } };
   }
+  const compiled = compileRe2(pattern);
+  if (!compiled.ok) return compiled;
+  const { regex } = compiled;
+  const problem = tooBig(source, regex);
+  if (problem) return { ok: false, error: problem };
+  const result: { -readonly [K in keyof CompiledPattern]: CompiledPattern[K] } = {
+    ...base,
+    groups: regex.groupCount(),
+    names: regex.namedGroups() as Record<string, number>,
+  };
+  if (unless) result.unless = unless;
+  if (options.keepProgram || !firstSegmentOf(literalPrefix(pattern))) result.program = regex;
+  else remember(pattern, regex);
   return { ok: true, pattern: result };
+}
+
+/** Text before the first "/" of a literal prefix: the registry a pattern is indexed by, or "". */
+export function firstSegmentOf(prefix: string): string {
+  const slash = prefix.indexOf("/");
+  return slash < 0 ? "" : prefix.slice(0, slash);
+}
+
+/** The program of a pattern that has one (kept, or from the bounded cache). */
+function programOf(pattern: CompiledPattern): RE2JS {
+  return pattern.program ?? cachedProgram(pattern.expression);
 }
 
 /** Runs a compiled pattern; returns the capture groups (index 0: whole match) or null. */
@@ -144,7 +191,7 @@ export function execPattern(pattern: CompiledPattern, input: string): (string | 
   if (pattern.unless?.test(input)) return null;
   const literal = pattern.literalThenRest;
   if (literal !== undefined) return input.startsWith(literal) ? [input, input.slice(literal.length)] : null;
-  return pattern.regex.exec(input);
+  return programOf(pattern).exec(input);
 }
 
 /**
@@ -162,7 +209,7 @@ export function replaceAll(pattern: CompiledPattern, template: Template, input: 
       ? expandTemplate(template, [input, input.slice(literal.length)])
       : undefined;
   }
-  const matcher = pattern.regex.matcher(input);
+  const matcher = programOf(pattern).matcher(input);
   const groups: (string | undefined)[] = [];
   let out = "";
   let lastEnd = 0;
@@ -242,10 +289,12 @@ const NAME_CHAR = /[A-Za-z0-9_]/;
  * `Regexp.Expand` reads them (a name is the longest run of letters, digits and `_`).
  * Unlike Go, an unknown group is an error rather than silently empty text.
  */
-export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
+export function parseTemplate(
+  text: string,
+  pattern: Pick<CompiledPattern, "groups" | "names">,
+): TemplateResult {
   const parts: (string | number)[] = [];
-  const names = regex.namedGroups() as Record<string, number>;
-  const groups = regex.groupCount();
+  const { names, groups } = pattern;
   let literal = "";
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
@@ -272,7 +321,7 @@ export function parseTemplate(text: string, regex: RE2JS): TemplateResult {
     }
     if (name === "")
       return { ok: false, error: `lone "$" in replacement ${quote(text)}; write $$ for a dollar` };
-    const group = /^\d+$/.test(name) ? Number(name) : names[name];
+    const group = /^\d+$/.test(name) ? Number(name) : Object.hasOwn(names, name) ? names[name] : undefined;
     if (group === undefined || group > groups) {
       return {
         ok: false,

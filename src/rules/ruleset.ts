@@ -117,7 +117,7 @@ class Partition {
       const depth = slash < 0 ? 0 : rule.prefix.split("/").length - 1;
       this.swapDepth.set(domain, Math.max(depth, this.swapDepth.get(domain) ?? 0));
     } else {
-      const segment = firstSegment(literalPrefix(rule.pattern.regex.pattern()));
+      const segment = firstSegment(literalPrefix(rule.pattern.expression));
       if (segment) push(this.regexBySegment, segment, entry);
       else this.regexAlways.push(entry);
     }

@@ -1,0 +1,40 @@
+/**
+ * The limits on what users put in rules, in one place, each with the reason for its value.
+ * Over a limit, a pattern or a rule set is refused with an error naming the value and the
+ * limit; the rules already serving stay in use (docs/webhook.md, "Limits").
+ */
+
+/**
+ * Characters in one pattern. An image name is at most 255 characters, a tag 128 and a digest
+ * 71, so a pattern longer than four times that says nothing more; a 199 KB alternation took
+ * 2.2 s to compile and blocked every admission meanwhile.
+ */
+export const PATTERN_MAX_LENGTH = 2048;
+
+/**
+ * Capture groups in one pattern. A template refers to a handful (`$1`…`$4` in practice);
+ * matching cost grows with groups, and a 5,000-group pattern cost 185 ms per image.
+ */
+export const PATTERN_MAX_GROUPS = 32;
+
+/**
+ * Instructions of one compiled RE2 program. Counted repetitions inflate a short pattern
+ * (`(x{1000}){100}`); a 2,000-character alternation of registry names needs about 2,100.
+ */
+export const PROGRAM_MAX_SIZE = 5_000;
+
+/** Rules in the whole rule set: 100,000 swap and exact rules serve in the chart's 96 MB heap. */
+export const RULES_MAX = 100_000;
+
+/**
+ * Regular-expression rules in the whole rule set. Validating one takes 100-300 us when it is
+ * not `^literal(.*)$`, so 10,000 bound a reload to a few seconds at worst.
+ */
+export const REGEX_RULES_MAX = 10_000;
+
+/**
+ * Patterns tried on every image: regular expressions without a literal registry prefix,
+ * and `exclude` expressions. Each keeps its compiled program (about 24 KB) and runs on every
+ * admission, so they bound both memory (about 6 MB) and latency.
+ */
+export const ALWAYS_TRIED_MAX = 256;
