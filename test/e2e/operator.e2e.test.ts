@@ -723,6 +723,7 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
     timeout: 90_000,
   }, async (t) => {
     await resetRules();
+    // RegistryRewriteRule patterns see MRW's normalized name: `nginx` is `docker.io/library/nginx`.
     const catchAll = registryRewriteRule("catch-all", [{ match: "^(.*)$", replace: "mirror.local/$1" }]);
     await apply(catchAll);
     await waitInUse([catchAll], 1);
@@ -776,9 +777,9 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
       t.diagnostic(`ImageShift answered ${calls} admission request(s) for one pod CREATE with the injector`);
       assert.equal(calls, 2, "one call, then one re-invocation after the injector changed the pod");
       assert.deepEqual(images(created), {
-        app: "mirror.local/nginx:1.25",
-        side: "mirror.local/busybox:1.36",
-        injected: "mirror.local/envoyproxy/envoy:v1.30.1",
+        app: "mirror.local/docker.io/library/nginx:1.25",
+        side: "mirror.local/docker.io/library/busybox:1.36",
+        injected: "mirror.local/docker.io/envoyproxy/envoy:v1.30.1",
       });
       noDouble(created, "create with re-invocation");
       assert.deepEqual(
@@ -806,9 +807,9 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
       await k.ok(["set", "image", "-n", "reinvoke", `pod/${name}`, "side=redis:7"]);
       const reimaged = await getPod("reinvoke", name);
       assert.deepEqual(images(reimaged), {
-        app: "mirror.local/nginx:1.25",
-        side: "mirror.local/redis:7",
-        injected: "mirror.local/envoyproxy/envoy:v1.30.1",
+        app: "mirror.local/docker.io/library/nginx:1.25",
+        side: "mirror.local/docker.io/library/redis:7",
+        injected: "mirror.local/docker.io/envoyproxy/envoy:v1.30.1",
       });
       noDouble(reimaged, "set image");
       assert.equal(originalImages(reimaged)["containers/side"]?.original, "redis:7");
@@ -819,8 +820,8 @@ describe("imageshift operator in cluster mode", { timeout: 50 * 60_000 }, () => 
       await k.ok(["label", "pod", name, "-n", "reinvoke", "touched=again", "--overwrite"]);
       const final = await getPod("reinvoke", name);
       assert.deepEqual(ephemeralImages(final), {
-        dbg: "mirror.local/busybox:1.36",
-        dbg2: "mirror.local/alpine:3.20",
+        dbg: "mirror.local/docker.io/library/busybox:1.36",
+        dbg2: "mirror.local/docker.io/library/alpine:3.20",
       });
       assert.deepEqual(images(final), images(reimaged));
       noDouble(final, "ephemeral containers and a later label");
