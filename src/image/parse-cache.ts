@@ -3,15 +3,17 @@
  * few hundred images over and over, so most admissions parse strings already seen.
  * Parsing is a pure function of the string, so a cached result is always right; the cache
  * is simply emptied when it reaches its bound, which keeps it O(1) and its memory capped
- * (about 1 MB at 4,096 entries).
+ * (about 1 MB at 4,096 entries: no key is longer than INPUT_MAX_LENGTH).
  */
-import { type ParseResult, parseReference } from "./reference.ts";
+import { INPUT_MAX_LENGTH, type ParseResult, parseReference } from "./reference.ts";
 
 const MAX_ENTRIES = 4096;
 const cache = new Map<string, ParseResult>();
 
 /** `parseReference(input)` with Docker Hub as the default registry, memoized. */
 export function parseCached(input: string): ParseResult {
+  // Oversized input is refused at once; caching it would keep the string alive.
+  if (input.length > INPUT_MAX_LENGTH) return parseReference(input);
   let result = cache.get(input);
   if (result === undefined) {
     result = parseReference(input);
@@ -19,4 +21,9 @@ export function parseCached(input: string): ParseResult {
     cache.set(input, result);
   }
   return result;
+}
+
+/** For tests: how many results the memo holds. */
+export function cachedParses(): number {
+  return cache.size;
 }

@@ -194,6 +194,28 @@ describe("FileRuleSource", () => {
     );
   });
 
+  it("keeps serving the last good rules when an edit adds an alias bomb or a 100,000-deep document", async () => {
+    const dir = await folder({ "a.yaml": DOCKER, "b.yaml": QUAY });
+    await withSource(dir, async (source, lines) => {
+      const bomb = `a: &a [x]\nb: [${Array.from({ length: 150 }, () => "*a").join(", ")}]\n`;
+      await writeFile(join(dir, "b.yaml"), `${QUAY}---\n${bomb}`);
+      await source.reload();
+      assert.equal(rewrite(source, "quay.io/org/app:1"), "quay-a.corp/quay/org/app:1");
+      assert.ok(
+        lines.some((line) => /Excessive alias count/.test(JSON.stringify(line))),
+        "logged",
+      );
+      await writeFile(join(dir, "b.yaml"), `${QUAY}x: ${"[".repeat(100_000)}${"]".repeat(100_000)}\n`);
+      await source.reload();
+      assert.equal(rewrite(source, "quay.io/org/app:1"), "quay-a.corp/quay/org/app:1");
+      assert.equal(rewrite(source, "nginx:1.25"), "mirror-a.corp/dockerhub/library/nginx:1.25");
+      assert.ok(
+        lines.some((line) => /nested 100000 deep/.test(JSON.stringify(line))),
+        "logged",
+      );
+    });
+  });
+
   it("keeps the last good objects of a file with a YAML syntax error; other files' edits apply", async () => {
     const dir = await folder({ "a.yaml": DOCKER, "b.yaml": QUAY });
     await withSource(dir, async (source, lines) => {

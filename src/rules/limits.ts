@@ -38,3 +38,23 @@ export const REGEX_RULES_MAX = 10_000;
  * admission, so they bound both memory (about 6 MB) and latency.
  */
 export const ALWAYS_TRIED_MAX = 256;
+
+/**
+ * Characters of one rule file. The YAML parser's document tree takes 20-30 times the text, so a
+ * 4 MiB YAML file (about 50,000 rules) already needs most of the chart's 96 MB heap. JSON is
+ * parsed without a tree; 16 MiB hold the 100,000-rule budget.
+ */
+export const YAML_FILE_MAX_BYTES = 4 * 1024 * 1024;
+export const JSON_FILE_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Nesting of collections in a rule document. A rule object is about six levels deep; a
+ * 100,000-deep flow sequence (200 KB of brackets) ran the parser out of heap.
+ */
+export const DOCUMENT_MAX_DEPTH = 64;
+
+/**
+ * Alias expansions in one YAML document (the `yaml` library's guard against "billion laughs";
+ * over it the library throws, which once crashed the server: now the document is refused).
+ */
+export const YAML_MAX_ALIASES = 100;

@@ -293,3 +293,43 @@ describe("compileDocuments", () => {
     );
   });
 });
+
+describe("parseRuleText bounds (attacks that once crashed the server)", () => {
+  const rule = imageshift("ok");
+
+  test("an anchor used more than 100 times refuses its document only, with a clear error", () => {
+    const bomb = `a: &a [x]\nb: [${Array.from({ length: 150 }, () => "*a").join(", ")}]\n`;
+    const { documents, issues } = parseRuleText(`${rule}---\n${bomb}`, "alias.yaml");
+    assert.equal(documents.length, 1);
+    assert.equal(issues.length, 1);
+    assert.deepEqual(issues[0]?.location, { source: "alias.yaml", document: 1 });
+    assert.match(issues[0]?.message ?? "", /^YAML: Excessive alias count.*at most 100 alias expansions/);
+  });
+
+  test("flow collections nested 100,000 deep are refused before parsing", () => {
+    const deep = `${rule}---\nx: ${"[".repeat(100_000)}${"]".repeat(100_000)}\n`;
+    const { documents, issues } = parseRuleText(deep, "deep.yaml");
+    assert.deepEqual(documents, []);
+    assert.equal(issues[0]?.message, "collections are nested 100000 deep, more than 64");
+    const json = parseRuleText(`{"a": ${"[".repeat(70)}"]]]"${"]".repeat(70)}}`, "deep.json");
+    assert.equal(json.issues[0]?.message, "collections are nested 71 deep, more than 64");
+    // Brackets inside strings and regular expressions do not count.
+    const ok = parseRuleText(`{"match": "^[[[[(${"[".repeat(80)}"}`, "ok.json");
+    assert.deepEqual(ok.issues, []);
+  });
+
+  test("block nesting past the parser's own limit is an issue, not a crash", () => {
+    const lines = ["x:"];
+    for (let i = 0; i < 2_500; i++) lines.push(`${" ".repeat(i + 1)}k:`);
+    const { documents, issues } = parseRuleText(`${lines.join("\n")} v\n`, "block.yaml");
+    assert.deepEqual(documents, []);
+    assert.match(issues[0]?.message ?? "", /^YAML: /);
+  });
+
+  test("a file over the size limit is refused whole, naming the size", () => {
+    const big = `# ${"x".repeat(4 * 1024 * 1024)}\n${rule}`;
+    const { documents, issues } = parseRuleText(big, "big.yaml");
+    assert.deepEqual(documents, []);
+    assert.match(issues[0]?.message ?? "", /^file is \d+ characters, more than 4194304; split the rules/);
+  });
+});

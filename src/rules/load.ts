@@ -7,9 +7,10 @@
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
-import { parseAllDocuments } from "yaml";
+import { Lexer, parseAllDocuments } from "yaml";
 import { errorMessage, type Issue, type Location, RuleSourceError } from "../errors.ts";
 import { type CompiledObject, compileObject } from "./compile.ts";
+import { DOCUMENT_MAX_DEPTH, JSON_FILE_MAX_BYTES, YAML_FILE_MAX_BYTES, YAML_MAX_ALIASES } from "./limits.ts";
 import type { Rule } from "./rule.ts";
 import { RuleSet } from "./ruleset.ts";
 
@@ -20,9 +21,30 @@ export interface RuleDocument {
   readonly value: unknown;
 }
 
-/** Parses the YAML (or JSON) text of one file into documents; syntax errors become issues. */
+/** One issue for a whole file (document 0), and no documents. */
+function refused(source: string, message: string): { documents: RuleDocument[]; issues: Issue[] } {
+  return { documents: [], issues: [{ location: { source, document: 0 }, message, severity: "error" }] };
+}
+
+/**
+ * Parses the YAML (or JSON) text of one file into documents; syntax errors become issues.
+ * Bounded (limits.ts): file size, nesting depth and aliases are checked before the parser
+ * builds anything, so no file can exhaust the heap.
+ */
 export function parseRuleText(text: string, source: string): { documents: RuleDocument[]; issues: Issue[] } {
-  if (source.endsWith(".json")) return parseJsonText(text, source);
+  const json = source.endsWith(".json");
+  const maxBytes = json ? JSON_FILE_MAX_BYTES : YAML_FILE_MAX_BYTES;
+  if (text.length > maxBytes) {
+    return refused(
+      source,
+      `file is ${text.length} characters, more than ${maxBytes}; split the rules into several files`,
+    );
+  }
+  const depth = json ? jsonDepth(text) : yamlDepth(text);
+  if (depth > DOCUMENT_MAX_DEPTH) {
+    return refused(source, `collections are nested ${depth} deep, more than ${DOCUMENT_MAX_DEPTH}`);
+  }
+  if (json) return parseJsonText(text, source);
   const documents: RuleDocument[] = [];
   const issues: Issue[] = [];
   parseAllDocuments(text, { prettyErrors: true }).forEach((doc, index) => {
@@ -32,10 +54,49 @@ export function parseRuleText(text: string, source: string): { documents: RuleDo
         issues.push({ location, message: `YAML: ${error.message}`, severity: "error" });
       return;
     }
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: YAML_MAX_ALIASES });
+    } catch (error) {
+      // The library throws when aliases expand too far ("Excessive alias count").
+      issues.push({
+        location,
+        message: `YAML: ${errorMessage(error)} (at most ${YAML_MAX_ALIASES} alias expansions per document)`,
+        severity: "error",
+      });
+      return;
+    }
     if (value !== null && value !== undefined) documents.push({ location, value });
   });
   return { documents, issues };
+}
+
+/** Deepest nesting of flow collections, from the YAML lexer's tokens (no tree is built). */
+function yamlDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === "[" || token === "{") max = Math.max(max, ++depth);
+    else if (token === "]" || token === "}") depth--;
+  }
+  // Block collections nest by indentation, so their depth costs text quadratically: the
+  // size limit keeps them under about 2,900 levels, and past about 900 the parser reports
+  // its own error ("Maximum call stack size exceeded"), which becomes an issue like any other.
+  return max;
+}
+
+/** Deepest nesting of arrays and objects in JSON text, skipping strings. */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92) i++;
+    } else if (c === 91 /* [ */ || c === 123 /* { */) max = Math.max(max, ++depth);
+    else if (c === 93 /* ] */ || c === 125 /* } */) depth--;
+  }
+  return max;
 }
 
 /**
