@@ -194,6 +194,47 @@ describe("FileRuleSource", () => {
     );
   });
 
+  it("refuses an edit that puts the rule set over budget, and keeps serving the last good set", async () => {
+    const dir = await folder({ "a.yaml": DOCKER });
+    await withSource(dir, async (source, lines) => {
+      const swaps = Array.from({ length: 100_001 }, (_, i) => ({
+        registry: `r${i}.corp`,
+        target: "m.corp/x",
+      }));
+      const json = {
+        apiVersion: "imageshift.dev/v1",
+        kind: "Imageshift",
+        metadata: { name: "big" },
+        spec: { mappings: { swap: swaps } },
+      };
+      await writeFile(join(dir, "b.json"), JSON.stringify(json));
+      assert.equal(await source.reload(), false);
+      assert.equal(rewrite(source, "nginx:1.25"), "mirror-a.corp/dockerhub/library/nginx:1.25");
+      const line = lines.find((l) => l.msg === "rules not reloaded; keeping the last good rule set");
+      assert.match(JSON.stringify(line), /100002 rules, more than 100000/, "a.yaml and b.json together");
+    });
+  });
+
+  it("does not start on a rule set over budget, and says why", async () => {
+    const regexSwap = Array.from({ length: 10_001 }, (_, i) => ({
+      expression: `^r${i}\\.corp/(.*)$`,
+      target: "m.corp/$1",
+    }));
+    const json = {
+      apiVersion: "imageshift.dev/v1",
+      kind: "Imageshift",
+      metadata: { name: "big" },
+      spec: { mappings: { regexSwap } },
+    };
+    const dir = await folder({ "big.json": JSON.stringify(json) });
+    const source = new FileRuleSource({ path: dir, logger: captureLogger().logger });
+    await assert.rejects(
+      source.start(),
+      /no usable rules in .*: the rule set has 10001 regular-expression rules, more than 10000/,
+    );
+    await source.stop();
+  });
+
   it("keeps serving the last good rules when an edit adds an alias bomb or a 100,000-deep document", async () => {
     const dir = await folder({ "a.yaml": DOCKER, "b.yaml": QUAY });
     await withSource(dir, async (source, lines) => {

@@ -13,6 +13,7 @@ import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { errorMessage, formatIssue, type Location, RuleSourceError } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { budgetProblem } from "./budget.ts";
 import type { CompiledObject } from "./compile.ts";
 import {
   type CompiledRules,
@@ -51,6 +52,8 @@ export class FileRuleSource implements RuleSource {
   /** Digests (not texts: 10,000 rules are about 0.7 MB) of the files and of their documents. */
   private textSignature = "";
   private signature = "";
+  /** Why the last reload was refused as a whole (over budget), for the start error. */
+  private refusal: string | undefined;
 
   constructor(options: FileRuleSourceOptions) {
     this.path = options.path;
@@ -63,7 +66,10 @@ export class FileRuleSource implements RuleSource {
       throw new RuleSourceError(`cannot read rules at ${JSON.stringify(this.path)}: ${errorMessage(error)}`);
     });
     await this.reload();
-    if (!this.active) throw new RuleSourceError(`no usable rules in ${JSON.stringify(this.path)}`);
+    if (!this.active) {
+      const why = this.refusal ? `: ${this.refusal}` : "";
+      throw new RuleSourceError(`no usable rules in ${JSON.stringify(this.path)}${why}`);
+    }
     const folder = info.isDirectory() ? this.path : dirname(this.path);
     try {
       this.watcher = watch(folder, () => this.scheduleReload());
@@ -129,7 +135,17 @@ export class FileRuleSource implements RuleSource {
     const unreadable = new Set(
       read.issues.filter((issue) => issue.severity === "error").map((issue) => issue.location.source),
     );
-    const next = this.keepLastGood(read.documents, compileDocuments(read.documents, read.issues), unreadable);
+    const compiled = compileDocuments(read.documents, read.issues);
+    const next = compiled.overBudget ? compiled : this.keepLastGood(read.documents, compiled, unreadable);
+    const refusal = next.overBudget ?? budgetProblem(next.objects.flatMap((object) => [...object.rules]));
+    if (refusal) {
+      this.refusal = refusal;
+      this.logger.error(
+        { path: this.path, err: refusal },
+        "rules not reloaded; keeping the last good rule set",
+      );
+      return false;
+    }
     for (const issue of next.issues)
       this.logger[issue.severity === "error" ? "error" : "warn"](
         { issue: formatIssue(issue) },

@@ -9,8 +9,15 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { Lexer, parseAllDocuments } from "yaml";
 import { errorMessage, type Issue, type Location, RuleSourceError } from "../errors.ts";
+import { budgetProblem, declaredRules } from "./budget.ts";
 import { type CompiledObject, compileObject } from "./compile.ts";
-import { DOCUMENT_MAX_DEPTH, JSON_FILE_MAX_BYTES, YAML_FILE_MAX_BYTES, YAML_MAX_ALIASES } from "./limits.ts";
+import {
+  DOCUMENT_MAX_DEPTH,
+  JSON_FILE_MAX_BYTES,
+  RULES_MAX,
+  YAML_FILE_MAX_BYTES,
+  YAML_MAX_ALIASES,
+} from "./limits.ts";
 import type { Rule } from "./rule.ts";
 import { RuleSet } from "./ruleset.ts";
 
@@ -188,9 +195,23 @@ export interface CompiledRules {
   readonly ruleSet: RuleSet;
   readonly objects: readonly CompiledObject[];
   readonly issues: readonly Issue[];
+  /** Set when the rules are over the rule-set budget: `ruleSet` is then empty (budget.ts). */
+  readonly overBudget?: string;
 }
 
-/** Compiles documents into one rule set. Invalid rules are dropped; everything valid is kept. */
+/** Where a rule-set budget problem is reported: it belongs to no one document. */
+export const RULE_SET_LOCATION: Location = { source: "(rule set)" };
+
+function overBudget(problem: string, issues: Issue[], objects: CompiledObject[]): CompiledRules {
+  const message = `${problem}; the rule set is refused as a whole (docs/webhook.md, "Limits")`;
+  issues.push({ location: RULE_SET_LOCATION, message, severity: "error" });
+  return { ruleSet: RuleSet.EMPTY, objects, issues, overBudget: message };
+}
+
+/**
+ * Compiles documents into one rule set. Invalid rules are dropped; everything valid is kept,
+ * unless the whole set is over budget: then it is refused, counted before compiling.
+ */
 export function compileDocuments(
   documents: readonly RuleDocument[],
   earlierIssues: readonly Issue[] = [],
@@ -198,6 +219,9 @@ export function compileDocuments(
   const issues: Issue[] = [...earlierIssues];
   const objects: CompiledObject[] = [];
   const seen = new Map<string, Location>();
+  const declared = documents.reduce((sum, { value }) => sum + declaredRules(value), 0);
+  if (declared > RULES_MAX)
+    return overBudget(`the rule set has ${declared} rules, more than ${RULES_MAX}`, issues, objects);
   for (const { value, location } of documents) {
     const result = compileObject(value, location);
     issues.push(...result.issues);
@@ -216,6 +240,8 @@ export function compileDocuments(
     objects.push(result.object);
   }
   const rules: Rule[] = objects.flatMap((object) => [...object.rules]);
+  const problem = budgetProblem(rules);
+  if (problem) return overBudget(problem, issues, objects);
   return { ruleSet: new RuleSet(rules), objects, issues };
 }
 
