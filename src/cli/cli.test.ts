@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
 import path from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
+import { selfSignedDir } from "./serve.ts";
 import { runCaptured } from "./testing.ts";
 
 const ROOT = path.join(import.meta.dirname, "..", "..");
@@ -14,6 +17,10 @@ const NO_RULES = path.join(FIXTURES, "no-rules.yaml");
 const BIN = path.join(ROOT, "bin", "imageshift.js");
 
 const cli = runCaptured;
+
+interface PackageJson {
+  scripts: { start: string };
+}
 
 interface JsonResult {
   input: string;
@@ -387,6 +394,90 @@ describe("imageshift validate", () => {
     assert.match(noFlag.stderr, /--rules PATH is required/);
     assert.equal((await cli("validate", "--rules", EXAMPLES, "--bogus")).code, 2);
     assert.equal((await cli("validate", "--rules", EXAMPLES, "stray")).code, 2);
+  });
+});
+
+/** A TCP server holding a loopback port, so that `serve` finds it in use. */
+async function occupiedPort(): Promise<{ port: number; release: () => Promise<void> }> {
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (blocker.address() as net.AddressInfo).port,
+    release: () => new Promise((resolve) => blocker.close(() => resolve())),
+  };
+}
+
+describe("imageshift serve", () => {
+  const SELF_SIGNED = fs.mkdtempSync(path.join(os.tmpdir(), "imageshift-cli-serve-"));
+  after(() => fs.rmSync(SELF_SIGNED, { recursive: true, force: true }));
+  const serve = (...flags: string[]) =>
+    cli(
+      "serve",
+      "--rules",
+      EXAMPLES,
+      "--log-level",
+      "silent",
+      "--self-signed-dir",
+      SELF_SIGNED,
+      "--bind-address",
+      "127.0.0.1",
+      "--metrics-bind-address",
+      "127.0.0.1",
+      ...flags,
+    );
+
+  test("a webhook port in use: exit 2 and one line naming --bind-address and --port", async () => {
+    const busy = await occupiedPort();
+    try {
+      const { code, stdout, stderr } = await serve("--port", String(busy.port), "--metrics-port", "0");
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        `imageshift serve: --bind-address 127.0.0.1 --port ${busy.port}: address already in use\n`,
+      );
+    } finally {
+      await busy.release();
+    }
+  });
+
+  test("a metrics port in use: exit 2 and one line naming --metrics-bind-address and --metrics-port", async () => {
+    const busy = await occupiedPort();
+    try {
+      const { code, stderr } = await serve("--port", "0", "--metrics-port", String(busy.port));
+      assert.equal(code, 2);
+      assert.equal(
+        stderr,
+        `imageshift serve: --metrics-bind-address 127.0.0.1 --metrics-port ${busy.port}: address already in use\n`,
+      );
+    } finally {
+      await busy.release();
+    }
+  });
+
+  test("the curl examples in the README and docs/webhook.md trust the CA file `npm start` writes", () => {
+    const start = (JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as PackageJson)
+      .scripts.start;
+    assert.doesNotMatch(start, /--port|--self-signed-dir/, "npm start serves on the default port 8443");
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = "/tmp";
+    const expected = path.join(selfSignedDir(8443), "ca.pem");
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    for (const doc of ["README.md", path.join("docs", "webhook.md")]) {
+      const cacerts = [...fs.readFileSync(path.join(ROOT, doc), "utf8").matchAll(/--cacert (\S+)/g)];
+      assert.ok(cacerts.length > 0, doc);
+      for (const [, file] of cacerts) assert.equal(file, expected, doc);
+    }
+  });
+
+  test("--help states the exit status of a port in use", async () => {
+    const { code, stdout } = await cli("serve", "--help");
+    assert.equal(code, 0);
+    assert.match(
+      stdout,
+      /Exit status: .*2 for unusable flags or rules,\s+including an address the server cannot listen on/s,
+    );
   });
 });
 
