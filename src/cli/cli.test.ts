@@ -573,6 +573,7 @@ describe("imageshift serve", () => {
     const saved = process.env.TMPDIR;
     process.env.TMPDIR = "/tmp";
     const expected = path.join(selfSignedDir(8443), "ca.pem");
+    assert.equal(selfSignedDir(0), `/tmp/imageshift/pid-${process.pid}`, "--port 0: a folder per process");
     if (saved === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = saved;
     for (const doc of ["README.md", path.join("docs", "webhook.md")]) {
