@@ -51,6 +51,38 @@ export class RuleSourceError extends ImageShiftError {
   override name = "RuleSourceError";
 }
 
+/** What Node's `listen` error codes mean, in words. */
+const LISTEN_REASONS: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available on this machine",
+  EACCES: "permission denied",
+};
+
+/**
+ * A server could not listen on its address (already in use, not on this machine, a privileged
+ * port). It carries which server, so `imageshift serve` can name the flags to change.
+ */
+export class ListenError extends ImageShiftError {
+  override name = "ListenError";
+  readonly server: "webhook" | "metrics";
+  readonly host: string;
+  readonly port: number;
+  /** Node's error code, such as `EADDRINUSE`. */
+  readonly code: string | undefined;
+  readonly reason: string;
+
+  constructor(server: "webhook" | "metrics", host: string, port: number, cause: unknown) {
+    const code = (cause as { code?: unknown }).code;
+    const reason = (typeof code === "string" && LISTEN_REASONS[code]) || errorMessage(cause);
+    super(`the ${server} server cannot listen on ${host}:${port}: ${reason}`, { cause });
+    this.server = server;
+    this.host = host;
+    this.port = port;
+    this.code = typeof code === "string" ? code : undefined;
+    this.reason = reason;
+  }
+}
+
 /**
  * The API server answered with an error status. `code` and `body` (the raw `Status` JSON) are
  * what `kubeErrorMessage` and callers that branch on 404/409/410 read.

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
 import path from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
+import { selfSignedDir } from "./serve.ts";
 import { runCaptured } from "./testing.ts";
 
 const ROOT = path.join(import.meta.dirname, "..", "..");
@@ -15,13 +18,26 @@ const BIN = path.join(ROOT, "bin", "imageshift.js");
 
 const cli = runCaptured;
 
+interface PackageJson {
+  scripts: { start: string };
+}
+
 interface JsonResult {
   input: string;
   output: string;
   changed: boolean;
   rule: { kind: string; name: string; field: string } | null;
   error?: string;
+  gating: { applied: boolean; called: boolean; reason: string };
 }
+
+/** The gating every element carries when no --namespace-labels are given. */
+const NOT_APPLIED = {
+  applied: false,
+  called: true,
+  reason:
+    "without --namespace-labels, the namespace is assumed labelled imageshift.dev=enabled or imageshift.dev=strict",
+};
 
 /** Parses `--output json` output, checking it is one array of well-formed elements. */
 function parseJson(stdout: string): JsonResult[] {
@@ -35,6 +51,7 @@ function parseJson(stdout: string): JsonResult[] {
       assert.deepEqual(Object.keys(element.rule as object).sort(), ["field", "kind", "name"]);
     }
     if ("error" in element) assert.equal(typeof element.error, "string");
+    assert.deepEqual(Object.keys(element.gating as object), ["applied", "called", "reason"]);
     if (!element.changed) assert.equal(element.output, element.input, "output equals input when unchanged");
   }
   return value as JsonResult[];
@@ -171,6 +188,7 @@ describe("imageshift rewrite", () => {
         changed: false,
         rule: null,
         error: results[1]!.error,
+        gating: NOT_APPLIED,
       },
     );
     assert.match(results[1]!.error!, /invalid image reference "Bad\/\/Ref"/);
@@ -192,7 +210,7 @@ describe("imageshift rewrite", () => {
     const both = await cli(
       ...args,
       "--namespace-labels",
-      "team=a, env=prod",
+      "imageshift.dev=enabled, team=a, env=prod",
       "--pod-labels",
       "tier=web,app=shop",
     );
@@ -203,10 +221,13 @@ describe("imageshift rewrite", () => {
 
     // The pod selector requires tier In (web, api).
     const wrongTier = parseJson(
-      (await cli(...args, "--namespace-labels", "team=a", "--pod-labels", "tier=db")).stdout,
+      (await cli(...args, "--namespace-labels", "imageshift.dev=enabled,team=a", "--pod-labels", "tier=db"))
+        .stdout,
     );
     assert.equal(wrongTier[0]!.changed, false);
-    const noPodLabels = parseJson((await cli(...args, "--namespace-labels", "team=a")).stdout);
+    const noPodLabels = parseJson(
+      (await cli(...args, "--namespace-labels", "imageshift.dev=enabled,team=a")).stdout,
+    );
     assert.equal(noPodLabels[0]!.changed, false);
   });
 
@@ -240,7 +261,7 @@ describe("imageshift rewrite", () => {
       "ghcr.io/x:1",
       "quay.io/y:1",
     );
-    assert.equal(code, 0);
+    assert.equal(code, 2, "invalid-regex.yaml has errors");
     // The broken rules in invalid-regex.yaml are reported, the good ones still used.
     assert.match(stderr, /invalid-regex\.yaml#1: spec\.mappings\.regexSwap\[0\]\.expression/);
     const results = parseJson(stdout);
@@ -250,7 +271,7 @@ describe("imageshift rewrite", () => {
     );
   });
 
-  test("rules with some invalid entries: problems on stderr, the valid rules still apply, exit 0", async () => {
+  test("rules with some invalid entries: problems on stderr, the valid rules still apply, exit 2", async () => {
     const { code, stdout, stderr } = await cli(
       "rewrite",
       "--rules",
@@ -260,7 +281,7 @@ describe("imageshift rewrite", () => {
       "gcr.io/a/b:1",
       "ghcr.io/c:1",
     );
-    assert.equal(code, 0);
+    assert.equal(code, 2, "a CI pipeline running it fails");
     assert.match(
       stderr,
       /^error: .*invalid-regex\.yaml#1: spec\.mappings\.regexSwap\[0\]\.expression: invalid RE2/m,
@@ -268,6 +289,103 @@ describe("imageshift rewrite", () => {
     const results = parseJson(stdout);
     assert.equal(results[0]!.output, "mirror.local/gcr/a/b:1");
     assert.equal(results[1]!.changed, false);
+  });
+
+  test("rules with warnings only: exit 0", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "imageshift-cli-warnings-"));
+    try {
+      // A ConfigMap beside the rules is skipped with a warning, never an error.
+      const file = path.join(dir, "rules.yaml");
+      fs.writeFileSync(file, `${fs.readFileSync(VALID, "utf8")}\n---\n${fs.readFileSync(NO_RULES, "utf8")}`);
+      const { code, stderr } = await cli("rewrite", "--rules", file, "--namespace", "prod", "ghcr.io/x:1");
+      assert.match(stderr, /^warning: .*ConfigMap is not a rule kind/m);
+      assert.doesNotMatch(stderr, /^error: /m);
+      assert.equal(code, 0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe("namespace gating", () => {
+    test("kube-system: the webhook is never called, so nothing is rewritten (text)", async () => {
+      const { code, stdout, stderr } = await cli(
+        "rewrite",
+        "--rules",
+        EXAMPLES,
+        "--namespace",
+        "kube-system",
+        "nginx",
+      );
+      assert.equal(code, 0);
+      assert.equal(
+        stdout,
+        "nginx unchanged: the webhook is not called: namespace kube-system is always excluded\n",
+      );
+      assert.equal(stderr, "");
+    });
+
+    test("kube-system and the excluded namespaces (json)", async () => {
+      const json = ["--rules", EXAMPLES, "--output", "json"];
+      const [kubeSystem] = parseJson(
+        (await cli("rewrite", ...json, "--namespace", "kube-system", "nginx")).stdout,
+      );
+      assert.deepEqual(kubeSystem, {
+        input: "nginx",
+        output: "nginx",
+        changed: false,
+        rule: null,
+        gating: { applied: true, called: false, reason: "namespace kube-system is always excluded" },
+      });
+      const release = ["--namespace", "imageshift-system", "nginx"];
+      assert.equal(parseJson((await cli("rewrite", ...json, ...release)).stdout)[0]!.gating.called, false);
+      const elsewhere = ["--excluded-namespaces", "mirror-system", ...release];
+      assert.equal(parseJson((await cli("rewrite", ...json, ...elsewhere)).stdout)[0]!.changed, true);
+    });
+
+    test("with --namespace-labels, only a namespace labelled enabled or strict is rewritten", async () => {
+      const args = ["rewrite", "--rules", EXAMPLES, "--output", "json", "--namespace", "prod"];
+      for (const [labels, called] of [
+        ["imageshift.dev=enabled", true],
+        ["imageshift.dev=strict,team=a", true],
+        ["team=a", false],
+        ["", false],
+      ] as const) {
+        const { code, stdout } = await cli(...args, "--namespace-labels", labels, "nginx:1.25");
+        assert.equal(code, 0);
+        const [result] = parseJson(stdout);
+        assert.equal(result!.gating.applied, true, labels);
+        assert.equal(result!.gating.called, called, labels);
+        assert.equal(result!.changed, called, labels);
+      }
+      const custom = [
+        "--namespace-label",
+        "example.com/mirror",
+        "--namespace-labels",
+        "example.com/mirror=enabled",
+      ];
+      assert.equal(parseJson((await cli(...args, ...custom, "nginx:1.25")).stdout)[0]!.changed, true);
+      const text = await cli("rewrite", "--rules", EXAMPLES, "--namespace-labels", "team=a", "nginx:1.25");
+      assert.equal(
+        text.stdout,
+        "nginx:1.25 unchanged: the webhook is not called: the namespace is not labelled imageshift.dev=enabled or imageshift.dev=strict\n",
+      );
+    });
+
+    test("without --namespace-labels: rewritten, and the output says gating was not applied", async () => {
+      const text = await cli("rewrite", "--rules", EXAMPLES, "--namespace", "prod", "nginx:1.25");
+      assert.equal(text.code, 0);
+      assert.match(text.stdout, /^nginx:1\.25 -> internal-registry\.corp/);
+      assert.equal(text.stderr, `note: namespace gating not applied: ${NOT_APPLIED.reason}\n`);
+      const json = await cli("rewrite", "--rules", EXAMPLES, "--output", "json", "nginx:1.25");
+      assert.equal(json.stderr, "");
+      assert.deepEqual(parseJson(json.stdout)[0]!.gating, NOT_APPLIED);
+    });
+
+    test("an empty --namespace-label: exit 2", async () => {
+      const { code, stderr } = await cli("rewrite", "--rules", EXAMPLES, "--namespace-label", " ", "nginx");
+      assert.equal(code, 2);
+      assert.match(stderr, /--namespace-label must not be empty/);
+    });
   });
 
   describe("exit 2", () => {
@@ -387,6 +505,91 @@ describe("imageshift validate", () => {
     assert.match(noFlag.stderr, /--rules PATH is required/);
     assert.equal((await cli("validate", "--rules", EXAMPLES, "--bogus")).code, 2);
     assert.equal((await cli("validate", "--rules", EXAMPLES, "stray")).code, 2);
+  });
+});
+
+/** A TCP server holding a loopback port, so that `serve` finds it in use. */
+async function occupiedPort(): Promise<{ port: number; release: () => Promise<void> }> {
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (blocker.address() as net.AddressInfo).port,
+    release: () => new Promise((resolve) => blocker.close(() => resolve())),
+  };
+}
+
+describe("imageshift serve", () => {
+  const SELF_SIGNED = fs.mkdtempSync(path.join(os.tmpdir(), "imageshift-cli-serve-"));
+  after(() => fs.rmSync(SELF_SIGNED, { recursive: true, force: true }));
+  const serve = (...flags: string[]) =>
+    cli(
+      "serve",
+      "--rules",
+      EXAMPLES,
+      "--log-level",
+      "silent",
+      "--self-signed-dir",
+      SELF_SIGNED,
+      "--bind-address",
+      "127.0.0.1",
+      "--metrics-bind-address",
+      "127.0.0.1",
+      ...flags,
+    );
+
+  test("a webhook port in use: exit 2 and one line naming --bind-address and --port", async () => {
+    const busy = await occupiedPort();
+    try {
+      const { code, stdout, stderr } = await serve("--port", String(busy.port), "--metrics-port", "0");
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        `imageshift serve: --bind-address 127.0.0.1 --port ${busy.port}: address already in use\n`,
+      );
+    } finally {
+      await busy.release();
+    }
+  });
+
+  test("a metrics port in use: exit 2 and one line naming --metrics-bind-address and --metrics-port", async () => {
+    const busy = await occupiedPort();
+    try {
+      const { code, stderr } = await serve("--port", "0", "--metrics-port", String(busy.port));
+      assert.equal(code, 2);
+      assert.equal(
+        stderr,
+        `imageshift serve: --metrics-bind-address 127.0.0.1 --metrics-port ${busy.port}: address already in use\n`,
+      );
+    } finally {
+      await busy.release();
+    }
+  });
+
+  test("the curl examples in the README and docs/webhook.md trust the CA file `npm start` writes", () => {
+    const start = (JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as PackageJson)
+      .scripts.start;
+    assert.doesNotMatch(start, /--port|--self-signed-dir/, "npm start serves on the default port 8443");
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = "/tmp";
+    const expected = path.join(selfSignedDir(8443), "ca.pem");
+    assert.equal(selfSignedDir(0), `/tmp/imageshift/pid-${process.pid}`, "--port 0: a folder per process");
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    for (const doc of ["README.md", path.join("docs", "webhook.md")]) {
+      const cacerts = [...fs.readFileSync(path.join(ROOT, doc), "utf8").matchAll(/--cacert (\S+)/g)];
+      assert.ok(cacerts.length > 0, doc);
+      for (const [, file] of cacerts) assert.equal(file, expected, doc);
+    }
+  });
+
+  test("--help states the exit status of a port in use", async () => {
+    const { code, stdout } = await cli("serve", "--help");
+    assert.equal(code, 0);
+    assert.match(
+      stdout,
+      /Exit status: .*2 for unusable flags or rules,\s+including an address the server cannot listen on/s,
+    );
   });
 });
 

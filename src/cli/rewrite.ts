@@ -1,11 +1,14 @@
 /**
  * `imageshift rewrite`: rewrites image references with the rules in files, exactly as
- * the webhook would for a pod in the given namespace with the given labels.
+ * the webhook would for a pod in the given namespace with the given labels, after the
+ * install's namespace gating (./gating.ts) decides whether the webhook is called at all.
+ * Invalid rule documents exit 2, so the command can gate a CI pipeline.
  */
 import { parseArgs } from "node:util";
 import { formatIssue } from "../errors.ts";
 import { loadRules } from "../rules/load.ts";
 import { describeRule, type RewriteResult } from "../rules/ruleset.ts";
+import { DEFAULT_EXCLUDED_NAMESPACES, DEFAULT_NAMESPACE_LABEL, type Gating, gate } from "./gating.ts";
 import { type CommandIO, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE } from "./io.ts";
 import { parseLabelList } from "./labels.ts";
 import { requireRulesFlag, usageError } from "./usage.ts";
@@ -18,13 +21,23 @@ multi-document YAML) as the webhook would for a pod with the given namespace and
 Options:
   --rules PATH                 rule file or folder (required)
   --namespace NS               the pod's namespace (RegistryRewriteRule conditions.namespaces)
-  --namespace-labels k=v,...   the namespace's labels (Imageshift spec.namespaceSelector)
+  --namespace-labels k=v,...   the namespace's labels (Imageshift spec.namespaceSelector);
+                               with them, the install's namespace gating is applied
   --pod-labels k=v,...         the pod's labels (podSelector, conditions.labels)
+  --namespace-label KEY        the chart's namespaceLabel (default ${DEFAULT_NAMESPACE_LABEL})
+  --excluded-namespaces NS,... never served besides kube-system: the release namespace and
+                               the chart's excludedNamespaces (default ${DEFAULT_EXCLUDED_NAMESPACES.join(",")})
   --output text|json           text (default) or one JSON array, one element per image
   -h, --help                   this help
 
+Namespace gating: the webhook is called only for pods in namespaces labelled
+KEY=enabled or KEY=strict, and never in kube-system or the excluded namespaces; there
+images are left unchanged. Without --namespace-labels the labels are unknown: the images
+are rewritten as if the webhook were called, and the output says gating was not applied.
+
 Exit status: 0 every image processed, 1 some image is not a valid reference,
-2 unusable rules or arguments.
+2 unusable arguments, or rules with an error (the problems are listed on stderr and the
+images still rewritten with the valid rules, as the webhook would).
 `;
 
 export interface RewriteJson {
@@ -34,10 +47,11 @@ export interface RewriteJson {
   rule: { kind: string; name: string; field: string } | null;
   error?: string;
   audit?: { output: string; rule: { kind: string; name: string; field: string }; error?: string };
+  gating: Gating;
 }
 
-export function toJson(result: RewriteResult): RewriteJson {
-  const json: RewriteJson = {
+export function toJson(result: RewriteResult, gating: Gating): RewriteJson {
+  const json: Omit<RewriteJson, "gating"> = {
     input: result.input,
     output: result.output,
     changed: result.changed,
@@ -45,10 +59,11 @@ export function toJson(result: RewriteResult): RewriteJson {
   };
   if (result.error !== undefined) json.error = result.error;
   if (result.audit) json.audit = { ...result.audit, rule: { ...result.audit.rule } };
-  return json;
+  return { ...json, gating: { ...gating } };
 }
 
-export function toText(result: RewriteResult): string {
+export function toText(result: RewriteResult, gating: Gating): string {
+  if (!gating.called) return `${result.input} unchanged: the webhook is not called: ${gating.reason}`;
   const by = result.rule ? ` (${describeRule(result.rule)})` : "";
   let line: string;
   if (result.error !== undefined) line = `${result.input}: error: ${result.error}`;
@@ -69,6 +84,8 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
       namespace: { type: "string" },
       "namespace-labels": { type: "string" },
       "pod-labels": { type: "string" },
+      "namespace-label": { type: "string", default: DEFAULT_NAMESPACE_LABEL },
+      "excluded-namespaces": { type: "string", default: DEFAULT_EXCLUDED_NAMESPACES.join(",") },
       output: { type: "string", default: "text" },
       help: { type: "boolean", short: "h" },
     },
@@ -87,6 +104,17 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
     namespaceLabels: parseLabelList(values["namespace-labels"], "--namespace-labels"),
     podLabels: parseLabelList(values["pod-labels"], "--pod-labels"),
   };
+  const label = values["namespace-label"];
+  if (label.trim() === "") throw usageError("--namespace-label must not be empty", "rewrite");
+  const gating = gate({
+    ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
+    ...(values["namespace-labels"] === undefined ? {} : { namespaceLabels: context.namespaceLabels }),
+    label,
+    excluded: values["excluded-namespaces"]
+      .split(",")
+      .map((name) => name.trim())
+      .filter(Boolean),
+  });
 
   const compiled = await loadRules(rulesPath);
   for (const issue of compiled.issues) io.stderr(`${formatIssue(issue)}\n`);
@@ -95,9 +123,27 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
     return EXIT_USAGE;
   }
 
-  const results = positionals.map((image) => compiled.ruleSet.rewrite(image, context));
-  if (values.output === "json") io.stdout(`${JSON.stringify(results.map(toJson), null, 2)}\n`);
-  else for (const result of results) io.stdout(`${toText(result)}\n`);
+  const results = positionals.map((image) =>
+    gating.called ? compiled.ruleSet.rewrite(image, context) : unchanged(image),
+  );
+  if (values.output === "json")
+    io.stdout(
+      `${JSON.stringify(
+        results.map((result) => toJson(result, gating)),
+        null,
+        2,
+      )}\n`,
+    );
+  else {
+    if (!gating.applied) io.stderr(`note: namespace gating not applied: ${gating.reason}\n`);
+    for (const result of results) io.stdout(`${toText(result, gating)}\n`);
+  }
+  if (compiled.issues.some((issue) => issue.severity === "error")) return EXIT_USAGE;
   const invalidInput = results.some((result) => result.error !== undefined && result.rule === null);
   return invalidInput ? EXIT_INVALID_INPUT : EXIT_OK;
+}
+
+/** What the API server admits when it does not call the webhook: the image as written. */
+function unchanged(image: string): RewriteResult {
+  return { input: image, output: image, changed: false, rule: null };
 }

@@ -5,8 +5,9 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { ListenError, UsageError } from "../errors.ts";
 import { FileRuleSource } from "../rules/file-source.ts";
-import { startApp } from "../server/app.ts";
+import { type RunningApp, startApp } from "../server/app.ts";
 import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../telemetry/logger.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
@@ -26,8 +27,9 @@ Options:
   --metrics-bind-address ADDR health and metrics address (default 0.0.0.0)
   --tls-cert-file FILE        serving certificate (PEM); reloaded when it changes
   --tls-key-file FILE         its private key (PEM)
-  --self-signed-dir DIR       without certificate files: where to write the generated CA
-                              (default $TMPDIR/imageshift)
+  --self-signed-dir DIR       without certificate files: where to write the generated CA,
+                              ca.pem (default $TMPDIR/imageshift/PORT, PORT being --port;
+                              $TMPDIR/imageshift/pid-PID for --port 0)
   --fail-closed               deny pods on internal errors (default: admit them unchanged)
   --shutdown-timeout SECONDS  how long requests in flight may take on SIGTERM (default 25)
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
@@ -47,6 +49,9 @@ Options:
   --renew-before DURATION     self-managed: renew this long before expiry (default 30d)
   --log-level LEVEL           ${LOG_LEVELS.join(", ")} (default info)
   -h, --help                  this help
+
+Exit status: 0 after a clean stop (SIGTERM, SIGINT); 2 for unusable flags or rules,
+including an address the server cannot listen on (a port already in use, say).
 `;
 
 function port(value: string | undefined, flag: string, fallback: number): number {
@@ -70,6 +75,24 @@ export function duration(value: string, flag: string): number {
   return Number(match[1]) * (UNITS[match[2] as string] as number);
 }
 
+/**
+ * The default folder for the self-signed CA: one per webhook port, so a second server on another
+ * port does not overwrite the CA the first one's clients trust. The OS chooses a port for
+ * `--port 0` only after the CA is written, so that folder is named after the process instead.
+ */
+export function selfSignedDir(webhookPort: number): string {
+  return join(tmpdir(), "imageshift", webhookPort === 0 ? `pid-${process.pid}` : String(webhookPort));
+}
+
+/** One line naming the flags that chose the address, e.g. `--bind-address 0.0.0.0 --port 8443`. */
+function listenUsageError(error: ListenError): UsageError {
+  const flags =
+    error.server === "webhook"
+      ? `--bind-address ${error.host} --port ${error.port}`
+      : `--metrics-bind-address ${error.host} --metrics-port ${error.port}`;
+  return new UsageError(`imageshift serve: ${flags}: ${error.reason}`);
+}
+
 export async function serveCommand(argv: string[], io: CommandIO): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -81,7 +104,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "metrics-bind-address": { type: "string", default: "0.0.0.0" },
       "tls-cert-file": { type: "string" },
       "tls-key-file": { type: "string" },
-      "self-signed-dir": { type: "string", default: join(tmpdir(), "imageshift") },
+      "self-signed-dir": { type: "string" },
       "fail-closed": { type: "boolean", default: false },
       "shutdown-timeout": { type: "string", default: "25" },
       "log-level": { type: "string", default: "info" },
@@ -118,6 +141,8 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "serve",
     );
 
+  const webhookPort = port(values.port, "--port", 8443);
+  const metricsPort = port(values["metrics-port"], "--metrics-port", 8080);
   const logger = createLogger(level);
   if (values["tls-secret"] && (values.rules || certFile)) {
     throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
@@ -151,18 +176,28 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
     mode.certificateSource ??
     (certFile && keyFile
       ? new FileCertificateSource({ certFile, keyFile, logger })
-      : new SelfSignedCertificateSource({ folder: values["self-signed-dir"], logger }));
-  const app = await startApp({
-    rules: mode.rules,
-    certificates,
-    logger,
-    ...("namespaceLabels" in mode ? { namespaceLabels: mode.namespaceLabels } : {}),
-    failClosed: values["fail-closed"],
-    host: values["bind-address"],
-    port: port(values.port, "--port", 8443),
-    metricsHost: values["metrics-bind-address"],
-    metricsPort: port(values["metrics-port"], "--metrics-port", 8080),
-  });
+      : new SelfSignedCertificateSource({
+          folder: values["self-signed-dir"] ?? selfSignedDir(webhookPort),
+          logger,
+        }));
+  let app: RunningApp;
+  try {
+    app = await startApp({
+      rules: mode.rules,
+      certificates,
+      logger,
+      ...("namespaceLabels" in mode ? { namespaceLabels: mode.namespaceLabels } : {}),
+      failClosed: values["fail-closed"],
+      host: values["bind-address"],
+      port: webhookPort,
+      metricsHost: values["metrics-bind-address"],
+      metricsPort,
+    });
+  } catch (error) {
+    // Cluster mode's watches and leader election would otherwise keep the process alive.
+    await mode.stop();
+    throw error instanceof ListenError ? listenUsageError(error) : error;
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, "signal received");

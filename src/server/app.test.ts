@@ -336,7 +336,31 @@ describe("start failures", () => {
           metricsHost: "127.0.0.1",
           metricsPort: 0,
         }),
-        { code: "EADDRINUSE" },
+        { name: "ListenError", server: "webhook", port: busy, code: "EADDRINUSE" },
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  it("rejects naming the metrics server when the metrics port is taken", async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const busy = (blocker.address() as net.AddressInfo).port;
+    try {
+      const rules = new FakeRules();
+      rules.load(examples);
+      await assert.rejects(
+        startApp({
+          rules,
+          certificates: staticCertificate(pair),
+          logger: silentLogger,
+          host: "127.0.0.1",
+          port: 0,
+          metricsHost: "127.0.0.1",
+          metricsPort: busy,
+        }),
+        { name: "ListenError", server: "metrics", port: busy, reason: "address already in use" },
       );
     } finally {
       await new Promise((resolve) => blocker.close(resolve));

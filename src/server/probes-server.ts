@@ -42,7 +42,7 @@ export class ProbesServer {
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    return listen(this.server, port, host);
+    return listen(this.server, port, host, "metrics");
   }
 
   async close(): Promise<void> {

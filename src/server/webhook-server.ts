@@ -66,7 +66,7 @@ export class WebhookServer {
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    return listen(this.server, port, host);
+    return listen(this.server, port, host, "webhook");
   }
 
   /** Stops accepting, lets requests in flight finish, then closes what is left after `graceMs`. */

@@ -7,11 +7,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { cp, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import jsonpatch, { type Operation } from "fast-json-patch";
+import { freePorts } from "../e2e/harness/controlplane.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "imageshift.js");
@@ -393,6 +395,73 @@ describe("imageshift serve", () => {
     assert.equal(code, 2);
     assert.match(served.stderr(), /no --rules PATH and no Kubernetes configuration/);
     assert.doesNotMatch(served.stderr(), /\n\s+at /, "no stack trace");
+  });
+
+  it("exits 2 with one line naming --port when the webhook port is in use", async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const busy = (blocker.address() as AddressInfo).port;
+    try {
+      const flags = standardFlags("examples/", join(temp, "self-signed-busy"));
+      flags[flags.indexOf("--port") + 1] = String(busy);
+      const served = serve(flags);
+      const { code } = await exitWithin(served, EXIT_MS);
+      assert.equal(code, 2);
+      assert.equal(
+        served.stderr(),
+        `imageshift serve: --bind-address 127.0.0.1 --port ${busy}: address already in use\n`,
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  it("gives two servers on different ports a CA file each, each trusted by its own server", async () => {
+    const [first, second] = (await freePorts(2)) as [number, number];
+    // Without --self-signed-dir: the default folder under $TMPDIR, here the test's temp folder.
+    const env = { TMPDIR: temp };
+    const servers = [first, second].map((port) =>
+      serve(
+        [
+          "--rules",
+          "examples/",
+          "--bind-address",
+          "127.0.0.1",
+          "--metrics-bind-address",
+          "127.0.0.1",
+          "--port",
+          String(port),
+          "--metrics-port",
+          "0",
+        ],
+        env,
+      ),
+    );
+    try {
+      const endpoints = [];
+      for (const served of servers) endpoints.push(await started(served));
+      const caFiles = servers.map((served) => String(served.lines.find((line) => line.caFile)?.caFile));
+      assert.deepEqual(caFiles, [
+        join(temp, "imageshift", String(first), "ca.pem"),
+        join(temp, "imageshift", String(second), "ca.pem"),
+      ]);
+      for (const [i, endpoint] of endpoints.entries()) {
+        const ca = await readFile(caFiles[i] as string, "utf8");
+        assert.equal(
+          (await postReview(endpoint.webhook, ca, fixture)).status,
+          200,
+          `server ${i} trusts its own CA file`,
+        );
+        const other = await readFile(caFiles[1 - i] as string, "utf8");
+        await assert.rejects(
+          postReview(endpoint.webhook, other, fixture),
+          /self-signed certificate|unable to verify/,
+        );
+      }
+      for (const served of servers) await sigterm(served);
+    } finally {
+      for (const served of servers) served.child.kill("SIGKILL");
+    }
   });
 
   it("exits 2 with a one-line message when the --rules path does not exist", {}, async () => {
