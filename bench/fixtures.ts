@@ -32,6 +32,36 @@ export function regexes(n: number): RuleDocument[] {
   return [imageshift("bench", { regexSwap })];
 }
 
+/** n regex rules that are not `^literal(.*)$`: each keeps a capture in the middle (indexed by registry). */
+export function generalRegexes(n: number): RuleDocument[] {
+  const regexSwap = [];
+  for (let i = 0; i < n; i++) {
+    regexSwap.push({
+      expression: `^registry-${i}\\.example\\.com/([a-z]+)/(.*)$`,
+      target: `mirror.corp/r${i}/$1/$2`,
+    });
+  }
+  return [imageshift("bench", { regexSwap })];
+}
+
+/** n RegistryRewriteRule rules in one object, as the issue's attack had them (`^literal(.*)$`). */
+export function compatRegexes(n: number): RuleDocument[] {
+  const rules = [];
+  for (let i = 0; i < n; i++)
+    rules.push({ match: `^registry-${i}\\.example\\.com/(.*)$`, replace: `mirror.corp/r${i}/$1` });
+  return [
+    {
+      location: { source: "bench", document: 0 },
+      value: {
+        apiVersion: "dev.flemzord.fr/v1alpha1",
+        kind: "RegistryRewriteRule",
+        metadata: { name: "bench" },
+        spec: { rules },
+      },
+    },
+  ];
+}
+
 const DIGEST = `sha256:${"c".repeat(64)}`;
 export function imageMix(): string[] {
   const images: string[] = [];

@@ -6,7 +6,7 @@
 import { cpus } from "node:os";
 import { performance } from "node:perf_hooks";
 import { type CompiledRules, compileDocuments, type RuleDocument } from "../src/rules/load.ts";
-import { imageMix, regexes, swapAndExact } from "./fixtures.ts";
+import { compatRegexes, generalRegexes, imageMix, regexes, swapAndExact } from "./fixtures.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error("run with --expose-gc (npm run bench does)");
@@ -17,6 +17,14 @@ function percentile(sorted: number[], p: number): number {
 
 function measure(label: string, build: () => RuleDocument[]) {
   const documents = build();
+  const count = documents.reduce((sum, { value }) => {
+    const spec = (value as { spec: { rules?: unknown[]; mappings?: Record<string, unknown[]> } }).spec;
+    return (
+      sum +
+      (spec.rules?.length ?? 0) +
+      Object.values(spec.mappings ?? {}).reduce((n, list) => n + list.length, 0)
+    );
+  }, 0);
   gc?.();
   const before = process.memoryUsage().heapUsed;
   const start = performance.now();
@@ -54,6 +62,7 @@ function measure(label: string, build: () => RuleDocument[]) {
     rules: label,
     compileMs: compileMs.toFixed(1),
     retainedMb: retainedMb.toFixed(1),
+    bytesPerRule: Math.round((retainedMb * 1024 * 1024) / count),
     medianNs: percentile(samples, 0.5),
     p99Ns: percentile(samples, 0.99),
     meanNs: Math.round(meanNs),
@@ -80,6 +89,10 @@ const rows = [
   measure("10,000 swap+exact", () => swapAndExact(10000)),
   measure("100 regex", () => regexes(100)),
   measure("1,000 regex", () => regexes(1000)),
+  measure("10,000 regex ^literal(.*)$", () => regexes(10000)),
+  measure("10,000 RegistryRewriteRule ^literal(.*)$", () => compatRegexes(10000)),
+  measure("10,000 regex, general (indexed)", () => generalRegexes(10000)),
+  measure("100,000 swap+exact", () => swapAndExact(100000)),
 ];
 console.log(
   `# rewrite benchmark, ${new Date().toISOString()}, node ${process.version}, ${cpus()[0]?.model} x${cpus().length}`,
@@ -88,11 +101,11 @@ console.log(
   `timer overhead per sample (median): ${timerOverheadNs()} ns, included in median and p99; the batch mean has none`,
 );
 console.log(
-  "| rules | compile ms | retained heap MB | median ns/image | p99 ns/image | mean ns/image (best batch) | rewritten |",
+  "| rules | compile ms | retained heap MB | retained bytes/rule | median ns/image | p99 ns/image | mean ns/image (best batch) | rewritten |",
 );
-console.log("|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
   console.log(
-    `| ${r.rules} | ${r.compileMs} | ${r.retainedMb} | ${r.medianNs} | ${r.p99Ns} | ${r.meanNs} | ${r.rewrittenShare} |`,
+    `| ${r.rules} | ${r.compileMs} | ${r.retainedMb} | ${r.bytesPerRule} | ${r.medianNs} | ${r.p99Ns} | ${r.meanNs} | ${r.rewrittenShare} |`,
   );
 }
