@@ -14,6 +14,7 @@
  * only when the wanted status differs from the stored one.
  */
 import { kubeErrorMessage } from "../errors.ts";
+import { COMPAT_KIND } from "../rules/schema.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import type { ClusterObject } from "./cluster-source.ts";
@@ -31,6 +32,10 @@ export interface RuleObjectStatus {
   observedGeneration?: number;
   rules: number;
   conditions: Condition[];
+  /** RegistryRewriteRule only: the Mutating Registry Webhook's fields, kept current. */
+  ready?: boolean;
+  ruleCount?: number;
+  lastUpdateTime?: string;
 }
 
 /** Longest condition message; the API server stores up to 32 KiB, but a status is read by people. */
@@ -39,6 +44,8 @@ const MESSAGE_MAX = 4096;
 interface StoredStatus {
   observedGeneration?: number;
   rules?: number;
+  ready?: boolean;
+  ruleCount?: number;
   conditions?: Partial<Condition>[];
 }
 
@@ -76,6 +83,9 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
     ...(generation === undefined ? {} : { observedGeneration: generation }),
     rules,
     conditions: [condition],
+    ...(entry.resource.kind === COMPAT_KIND
+      ? { ready, ruleCount: rules, lastUpdateTime: now.toISOString().replace(/\.\d+Z$/, "Z") }
+      : {}),
   };
 }
 
@@ -87,6 +97,8 @@ export function statusMatches(stored: unknown, wanted: RuleObjectStatus): boolea
   return (
     current?.observedGeneration === wanted.observedGeneration &&
     current?.rules === wanted.rules &&
+    current?.ready === wanted.ready &&
+    current?.ruleCount === wanted.ruleCount &&
     condition?.status === want?.status &&
     condition?.reason === want?.reason &&
     condition?.message === want?.message &&
