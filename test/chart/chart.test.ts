@@ -941,6 +941,15 @@ const ROWS: Row[] = [
       }),
   },
   {
+    values: ["metrics.mrwCompat"],
+    args: set("metrics.mrwCompat=true"),
+    effect: "--mrw-metrics",
+    check: (r) => {
+      assert.ok(r.args.includes("--mrw-metrics"));
+      assert.ok(!render().args.includes("--mrw-metrics"), "not by default");
+    },
+  },
+  {
     values: ["metrics.service.enabled"],
     args: set("metrics.service.enabled=false"),
     effect: "no metrics Service (the webhook Service stays)",
