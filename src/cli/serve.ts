@@ -33,6 +33,8 @@ Options:
   --fail-closed               deny pods on internal errors (default: admit them unchanged)
   --shutdown-timeout SECONDS  how long requests in flight may take on SIGTERM (default 25)
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
+  --mrw-metrics               also export the Mutating Registry Webhook's metrics
+                              (registry_rewriter_*), for its dashboards and alerts
   --leader-election-namespace NS
                               cluster mode: ImageShift's namespace, where its Lease and
                               certificate Secret live (default: $POD_NAMESPACE, else default)
@@ -109,6 +111,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "shutdown-timeout": { type: "string", default: "25" },
       "log-level": { type: "string", default: "info" },
       "disable-compat-kind": { type: "boolean", default: false },
+      "mrw-metrics": { type: "boolean", default: false },
       "leader-election-namespace": { type: "string" },
       "tls-secret": { type: "string" },
       "webhook-configuration": { type: "string", default: "imageshift" },
@@ -188,6 +191,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       logger,
       ...("namespaceLabels" in mode ? { namespaceLabels: mode.namespaceLabels } : {}),
       failClosed: values["fail-closed"],
+      mrwMetrics: values["mrw-metrics"],
       host: values["bind-address"],
       port: webhookPort,
       metricsHost: values["metrics-bind-address"],

@@ -329,3 +329,127 @@ spec:
     ]);
   });
 });
+
+/**
+ * Switching from the Mutating Registry Webhook (docs/migrating-from-mrw.md): ImageShift's
+ * RegistryRewriteRule CRD replaces MRW's over objects that already exist, so it must accept
+ * every field, type, default and version MRW's does, or the API server would prune or refuse
+ * what MRW's users stored. The fixture is MRW's CRD as controller-gen generates it.
+ */
+describe("the RegistryRewriteRule CRD against the Mutating Registry Webhook's", () => {
+  const [mrw] = documentsIn(path.join(ROOT, "test", "fixtures", "mrw", "crd.yaml")) as Crd[];
+  const ours = CRDS[1]!;
+
+  /** The schema node at a path `nodes()` yields, in another schema. */
+  function nodeAt(schema: Schema, where: string): Schema | undefined {
+    let node: Schema | undefined = schema;
+    for (const step of where.match(/\.[^.[{]+|\[\]|\{\}/g) ?? []) {
+      if (step === "[]") node = node?.items as Schema | undefined;
+      else if (step === "{}") node = node?.additionalProperties as Schema | undefined;
+      else node = (node?.properties as Record<string, Schema> | undefined)?.[step.slice(1)];
+    }
+    return node;
+  }
+
+  /** The constraints `ours` adds to `theirs` at one node. */
+  function stricter(theirs: Schema, ours: Schema, where: string): string[] {
+    const found: string[] = [];
+    const theirRequired = (theirs.required ?? []) as string[];
+    for (const name of (ours.required ?? []) as string[])
+      if (!theirRequired.includes(name)) found.push(`${where}.${name}: required`);
+    for (const keyword of ["minLength", "minItems", "minimum"])
+      if (typeof ours[keyword] === "number" && (ours[keyword] as number) > ((theirs[keyword] as number) ?? 0))
+        found.push(`${where}: ${keyword} ${ours[keyword]}`);
+    for (const keyword of ["maxLength", "maxItems", "maximum", "pattern", "enum", "x-kubernetes-validations"])
+      if (keyword in ours && JSON.stringify(ours[keyword]) !== JSON.stringify(theirs[keyword]))
+        found.push(`${where}: ${keyword}`);
+    return found;
+  }
+
+  test("the fixture is MRW's CRD: one version, v1alpha1, with its status fields", () => {
+    assert.ok(mrw);
+    assert.equal(mrw.metadata.name, ours.metadata.name);
+    assert.deepEqual(Object.keys((at(schemaOf(mrw), "status").properties ?? {}) as object).sort(), [
+      "lastUpdateTime",
+      "observedGeneration",
+      "ready",
+      "ruleCount",
+    ]);
+  });
+
+  test("same group, scope, names and versions (served, storage, status subresource)", () => {
+    assert.ok(mrw);
+    assert.equal(ours.spec.group, mrw.spec.group);
+    assert.equal(ours.spec.scope, mrw.spec.scope);
+    for (const key of ["kind", "listKind", "plural", "singular"] as const)
+      assert.equal(ours.spec.names[key], mrw.spec.names[key], key);
+    for (const shortName of mrw.spec.names.shortNames)
+      assert.ok(ours.spec.names.shortNames.includes(shortName));
+    for (const theirs of mrw.spec.versions) {
+      const version = ours.spec.versions.find((candidate) => candidate.name === theirs.name);
+      assert.ok(version, `version ${theirs.name}`);
+      assert.equal(version.served, theirs.served);
+      assert.equal(version.storage, theirs.storage);
+      assert.deepEqual(version.subresources, theirs.subresources);
+    }
+  });
+
+  test("every field of MRW's schema is in ours, with the same type, string format and default", () => {
+    assert.ok(mrw);
+    const schema = schemaOf(ours);
+    for (const [where, theirs] of nodes(schemaOf(mrw))) {
+      const node = nodeAt(schema, where === "." ? "" : where);
+      assert.ok(node, `${where}: missing (the API server would prune it)`);
+      assert.equal(node.type, theirs.type, `${where}: type`);
+      if (theirs.type === "string") assert.equal(node.format, theirs.format, `${where}: format`);
+      assert.deepEqual(node.default, theirs.default, `${where}: default`);
+    }
+  });
+
+  test("ours is no stricter than MRW's, but for the rule constraints ImageShift's validation enforces", () => {
+    assert.ok(mrw);
+    const schema = schemaOf(ours);
+    const found = [...nodes(schemaOf(mrw))].flatMap(([where, theirs]) => {
+      const node = nodeAt(schema, where === "." ? "" : where);
+      return node ? stricter(theirs, node, where === "." ? "" : where) : [];
+    });
+    // An empty pattern or replacement, or an object without a spec, is refused by ImageShift's
+    // validation too; objects MRW stored that way survive the switch (docs/migrating-from-mrw.md).
+    assert.deepEqual(found.sort(), [
+      ".spec.rules[].match: minLength 1",
+      ".spec.rules[].replace: minLength 1",
+      ".spec: required",
+    ]);
+  });
+
+  test("an object as MRW stored it, status included, validates with nothing pruned", () => {
+    const object = parse(`
+apiVersion: dev.flemzord.fr/v1alpha1
+kind: RegistryRewriteRule
+metadata: { name: hub, generation: 3 }
+spec:
+  rules:
+    - match: '^docker\\.io/(.*)'
+      replace: 'mirror.corp/hub/$1'
+      priority: 0
+      conditions: { namespaces: [apps], labels: { team: a } }
+status:
+  observedGeneration: 3
+  ready: true
+  ruleCount: 1
+  lastUpdateTime: "2025-06-01T10:00:00Z"
+`);
+    assert.deepEqual(validate(schemaOf(ours), object), []);
+    assert.deepEqual(validate(schemaOf(mrw!), object), [], "and against MRW's own");
+  });
+
+  test("MRW's status fields are on RegistryRewriteRule only, not on Imageshift", () => {
+    for (const field of ["ready", "ruleCount", "lastUpdateTime"]) {
+      assert.ok(at(schemaOf(ours), `status.${field}`));
+      assert.equal(
+        ((at(schemaOf(CRDS[0]!), "status").properties ?? {}) as Record<string, unknown>)[field],
+        undefined,
+      );
+    }
+  });
+});

@@ -42,6 +42,23 @@ export const RuleObjectStatusSchema = Type.Object(
   { description: "Set by ImageShift." },
 );
 
+/**
+ * A RegistryRewriteRule's status: ImageShift's, plus the fields the Mutating Registry Webhook
+ * wrote (its CRD declares them), so they survive the switch to this CRD instead of being
+ * pruned, and ImageShift keeps `ready` and `ruleCount` current (docs/migrating-from-mrw.md).
+ */
+export const CompatStatusSchema = Type.Object(
+  {
+    ...RuleObjectStatusSchema.properties,
+    ready: Type.Optional(Type.Boolean({ description: "The Ready condition, as MRW wrote it." })),
+    ruleCount: Type.Optional(Type.Integer({ description: "Rules in use, as MRW wrote it." })),
+    lastUpdateTime: Type.Optional(
+      Type.String({ format: "date-time", description: "Last status write, as MRW wrote it." }),
+    ),
+  },
+  { description: "Set by ImageShift." },
+);
+
 const READY = { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' };
 const RULES = { name: "Rules", type: "integer", jsonPath: ".status.rules" };
 const AGE = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" };
@@ -53,12 +70,13 @@ interface CrdOptions {
   plural: string;
   shortName: string;
   spec: TSchema;
+  status: TSchema;
   columns: { name: string; type: string; jsonPath: string }[];
 }
 
 function crd(options: CrdOptions): OpenApiSchema {
-  const conditions = toOpenApi(RuleObjectStatusSchema);
-  const conditionList = (conditions.properties as Record<string, OpenApiSchema>).conditions as OpenApiSchema;
+  const status = toOpenApi(options.status);
+  const conditionList = (status.properties as Record<string, OpenApiSchema>).conditions as OpenApiSchema;
   conditionList["x-kubernetes-list-type"] = "map";
   conditionList["x-kubernetes-list-map-keys"] = ["type"];
   return {
@@ -92,7 +110,7 @@ function crd(options: CrdOptions): OpenApiSchema {
                 kind: { type: "string" },
                 metadata: { type: "object" },
                 spec: toOpenApi(options.spec),
-                status: conditions,
+                status,
               },
             },
           },
@@ -110,6 +128,7 @@ export function imageshiftCrd(): OpenApiSchema {
     plural: "imageshifts",
     shortName: "ims",
     spec: ImageshiftSpecSchema,
+    status: RuleObjectStatusSchema,
     columns: [
       READY,
       RULES,
@@ -128,6 +147,7 @@ export function registryRewriteRuleCrd(): OpenApiSchema {
     plural: "registryrewriterules",
     shortName: "rrr",
     spec: CompatSpecSchema,
+    status: CompatStatusSchema,
     columns: [READY, RULES, AGE],
   });
 }

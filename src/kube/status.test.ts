@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { compileObject } from "../rules/compile.ts";
-import { type ClusterObject, IMAGESHIFT_RESOURCE } from "./cluster-source.ts";
+import { type ClusterObject, COMPAT_RESOURCE, IMAGESHIFT_RESOURCE } from "./cluster-source.ts";
 import { type Condition, desiredStatus, type RuleObjectStatus, statusMatches } from "./status.ts";
 
 const NOW = new Date("2030-01-02T03:04:05.678Z");
@@ -296,5 +296,61 @@ describe("statusMatches", () => {
       assert.equal(statusMatches(first, second), true);
       assert.deepEqual(second, first, "lastTransitionTime kept too");
     }
+  });
+});
+
+/** A RegistryRewriteRule as the Mutating Registry Webhook's users have them. */
+function compatEntry(rules: unknown[], status?: unknown): ClusterObject {
+  const object = {
+    apiVersion: "dev.flemzord.fr/v1alpha1",
+    kind: "RegistryRewriteRule",
+    metadata: { name: "hub", generation: 2 },
+    spec: { rules },
+    ...(status === undefined ? {} : { status }),
+  };
+  return {
+    resource: COMPAT_RESOURCE,
+    object,
+    result: compileObject(object, { source: "RegistryRewriteRule/hub" }),
+  };
+}
+
+const HUB = { match: "^docker\\.io/(.*)", replace: "mirror.corp/hub/$1" };
+const QUAY = { match: "^quay\\.io/(.*)", replace: "mirror.corp/quay/$1" };
+const BROKEN = { match: "^(gcr\\.io/(.*)", replace: "mirror.corp/gcr/$1" };
+/** What the Mutating Registry Webhook wrote: always ready, its rule count, its own time. */
+const MRW_STATUS = { observedGeneration: 2, ready: true, ruleCount: 3, lastUpdateTime: EARLIER };
+
+describe("RegistryRewriteRule status: MRW's fields kept current", () => {
+  test("a valid object: ready true, ruleCount the rules in use, lastUpdateTime now", () => {
+    const status = desiredStatus(compatEntry([HUB, QUAY]), NOW);
+    assert.equal(status.ready, true);
+    assert.equal(status.ruleCount, 2);
+    assert.equal(status.lastUpdateTime, NOW_TEXT);
+    assert.equal(status.rules, 2);
+    assert.equal(ready(status).status, "True");
+  });
+
+  test("an invalid rule: ready false and only the valid rules counted, where MRW said ready", () => {
+    const entry = compatEntry([HUB, QUAY, BROKEN], MRW_STATUS);
+    const status = desiredStatus(entry, NOW);
+    assert.equal(status.ready, false);
+    assert.equal(status.ruleCount, 2);
+    assert.equal(ready(status).status, "False");
+    assert.equal(statusMatches(entry.object.status, status), false, "MRW's status is rewritten");
+  });
+
+  test("Imageshift objects get none of MRW's fields", () => {
+    const status = desiredStatus(entry(VALID, { generation: 1 }), NOW);
+    for (const field of ["ready", "ruleCount", "lastUpdateTime"]) assert.equal(field in status, false, field);
+  });
+
+  test("statusMatches compares ready and ruleCount, not lastUpdateTime", () => {
+    const wanted = desiredStatus(compatEntry([HUB, QUAY]), NOW);
+    assert.equal(statusMatches({ ...wanted, lastUpdateTime: EARLIER }, wanted), true);
+    assert.equal(statusMatches({ ...wanted, ready: false }, wanted), false);
+    assert.equal(statusMatches({ ...wanted, ruleCount: 3 }, wanted), false);
+    const { ready: _, ...withoutReady } = wanted;
+    assert.equal(statusMatches(withoutReady, wanted), false);
   });
 });

@@ -16,6 +16,7 @@
  * only when the wanted status differs from the stored one.
  */
 import { kubeErrorMessage } from "../errors.ts";
+import { COMPAT_KIND } from "../rules/schema.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import type { ClusterObject } from "./cluster-source.ts";
@@ -34,6 +35,10 @@ export interface RuleObjectStatus {
   rules: number;
   warnings?: string[];
   conditions: Condition[];
+  /** RegistryRewriteRule only: the Mutating Registry Webhook's fields, kept current. */
+  ready?: boolean;
+  ruleCount?: number;
+  lastUpdateTime?: string;
 }
 
 /** Longest condition message; the API server stores up to 32 KiB, but a status is read by people. */
@@ -46,6 +51,8 @@ interface StoredStatus {
   observedGeneration?: number;
   rules?: number;
   warnings?: unknown;
+  ready?: boolean;
+  ruleCount?: number;
   conditions?: Partial<Condition>[];
 }
 
@@ -95,6 +102,9 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
     rules,
     ...(warnings.length > 0 ? { warnings } : {}),
     conditions: [condition],
+    ...(entry.resource.kind === COMPAT_KIND
+      ? { ready, ruleCount: rules, lastUpdateTime: now.toISOString().replace(/\.\d+Z$/, "Z") }
+      : {}),
   };
 }
 
@@ -107,6 +117,8 @@ export function statusMatches(stored: unknown, wanted: RuleObjectStatus): boolea
     current?.observedGeneration === wanted.observedGeneration &&
     current?.rules === wanted.rules &&
     JSON.stringify(current?.warnings ?? []) === JSON.stringify(wanted.warnings ?? []) &&
+    current?.ready === wanted.ready &&
+    current?.ruleCount === wanted.ruleCount &&
     condition?.status === want?.status &&
     condition?.reason === want?.reason &&
     condition?.message === want?.message &&

@@ -103,7 +103,7 @@ export type ImageshiftSpec = Static<typeof ImageshiftSpecSchema>;
 export const CompatRuleSchema = Type.Object({
   match: NonEmptyString("RE2 expression matched against the image as written in the pod."),
   replace: NonEmptyString("Replacement with $1, ${1}, ${name} and $$."),
-  priority: Type.Optional(Type.Integer({ description: "Higher rules are tried first." })),
+  priority: Type.Optional(Type.Integer({ default: 0, description: "Higher rules are tried first." })),
   conditions: Type.Optional(
     Type.Object({
       namespaces: Type.Optional(Type.Array(Type.String(), { description: "Only pods in these namespaces." })),

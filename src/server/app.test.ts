@@ -171,8 +171,10 @@ async function start(
   rules: RuleSource,
   logger: Logger = silentLogger,
   metrics?: Metrics,
+  mrwMetrics?: boolean,
 ): Promise<RunningApp> {
   return startApp({
+    ...(mrwMetrics === undefined ? {} : { mrwMetrics }),
     rules,
     certificates: staticCertificate(pair),
     logger,
@@ -286,6 +288,36 @@ describe("probes", () => {
       );
     } finally {
       await app.stop(1000);
+    }
+  });
+
+  it("with mrwMetrics, also the Mutating Registry Webhook's metric names; without, none", async () => {
+    const rules = new FakeRules();
+    const app = await start(rules, silentLogger, undefined, true);
+    try {
+      const before = await probe(app.metricsPort, "/metrics");
+      assert.match(before.text, /^registry_rewriter_rules_count 0$/m);
+      await mutate(app.webhookPort, caPem);
+      rules.load(examples);
+      await mutate(app.webhookPort, caPem);
+      const after = (await probe(app.metricsPort, "/metrics")).text;
+      assert.match(after, new RegExp(`^registry_rewriter_rules_count ${examples.ruleSet.size}$`, "m"));
+      assert.match(after, /^registry_rewriter_cache_misses_total 1$/m, "the pod before the rules");
+      assert.match(after, /^registry_rewriter_cache_hits_total 1$/m);
+      assert.match(after, /^registry_rewriter_mutation_duration_seconds_count\{namespace="team-a"\} 2$/m);
+      assert.match(
+        after,
+        /^registry_rewriter_mutations_total\{namespace="team-a",source_registry="docker.io",target_registry="internal-registry.corp",status="success"\} 1$/m,
+      );
+    } finally {
+      await app.stop(1000);
+    }
+    const plain = await start(rules);
+    try {
+      await mutate(plain.webhookPort, caPem);
+      assert.doesNotMatch((await probe(plain.metricsPort, "/metrics")).text, /registry_rewriter_/);
+    } finally {
+      await plain.stop(1000);
     }
   });
 

@@ -8,9 +8,10 @@ import type { Labels } from "../rules/selector.ts";
 import type { RuleSource } from "../rules/source.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
+import { MrwMetrics } from "../telemetry/mrw-metrics.ts";
 import type { CertificateSource } from "./certificates.ts";
 import { ProbesServer } from "./probes-server.ts";
-import { WebhookServer } from "./webhook-server.ts";
+import { type AdmissionHandler, WebhookServer } from "./webhook-server.ts";
 
 export interface AppOptions {
   rules: RuleSource;
@@ -24,6 +25,8 @@ export interface AppOptions {
   metricsHost: string;
   metricsPort: number;
   metrics?: Metrics;
+  /** Also the Mutating Registry Webhook's metric names (docs/migrating-from-mrw.md). */
+  mrwMetrics?: boolean;
 }
 
 export interface RunningApp {
@@ -37,6 +40,7 @@ export interface RunningApp {
 export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { rules, certificates, logger } = options;
   const metrics = options.metrics ?? new Metrics();
+  const mrw = options.mrwMetrics ? new MrwMetrics(metrics) : undefined;
   let stopping = false;
   let webhook: WebhookServer | undefined;
 
@@ -52,25 +56,30 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
   let webhookAddress: Awaited<ReturnType<WebhookServer["listen"]>>;
   try {
-    rules.onChange((compiled) => metrics.rulesReloaded(compiled.ruleSet.size));
+    const reloaded = (size: number) => {
+      metrics.rulesReloaded(size);
+      mrw?.rulesLoaded(size);
+    };
+    rules.onChange((compiled) => reloaded(compiled.ruleSet.size));
     await rules.start();
     const loaded = rules.current();
-    if (loaded) metrics.rulesReloaded(loaded.ruleSet.size);
+    if (loaded) reloaded(loaded.ruleSet.size);
 
     const pair = await certificates.start();
+    const mutate: AdmissionHandler = (request) =>
+      handleMutate(request, {
+        rules: () => rules.current()?.ruleSet,
+        namespaceLabels: options.namespaceLabels ?? (() => undefined),
+        failClosed: options.failClosed ?? false,
+        metrics,
+        logger,
+      });
     const server = new WebhookServer({
       tls: pair,
       metrics,
       logger,
       handlers: {
-        "/mutate": (request) =>
-          handleMutate(request, {
-            rules: () => rules.current()?.ruleSet,
-            namespaceLabels: options.namespaceLabels ?? (() => undefined),
-            failClosed: options.failClosed ?? false,
-            metrics,
-            logger,
-          }),
+        "/mutate": mrw ? mrw.wrap(mutate, () => rules.current()?.ruleSet.size) : mutate,
         "/validate": handleValidate,
       },
     });

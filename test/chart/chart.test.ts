@@ -507,6 +507,16 @@ describe("NOTES.txt", () => {
     assert.match(text, /kubectl get ims\n/);
   });
 
+  it("allNamespaces=true: no label to set; the namespaces left out and the pod opt-out", () => {
+    const text = notes(set("allNamespaces=true", "excludedNamespaces={monitoring}"));
+    assert.doesNotMatch(text, /imageshift\.dev=enabled/);
+    assert.match(
+      text,
+      new RegExp(`every namespace are rewritten, except in kube-system, ${NAMESPACE}, monitoring;`),
+    );
+    assert.match(text, /imageshift\.dev\/skip: "true"/);
+  });
+
   it("strictNamespaces.enabled=false: no strict label suggested", () => {
     assert.doesNotMatch(notes(set("strictNamespaces.enabled=false")), /=strict/);
   });
@@ -800,6 +810,59 @@ const ROWS: Row[] = [
     },
   },
   {
+    values: ["allNamespaces"],
+    args: set("allNamespaces=true"),
+    effect: "the first entry serves every namespace but the strict ones and the excluded; strict unchanged",
+    check: (r) => {
+      const first = r.mutatingEntry("pods.imageshift.dev");
+      assert.deepEqual(first.namespaceSelector?.matchExpressions, [
+        { key: "imageshift.dev", operator: "NotIn", values: ["strict"] },
+        { key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["kube-system", NAMESPACE] },
+      ]);
+      const strict = r.mutatingEntry("strict-pods.imageshift.dev");
+      assert.deepEqual(expression(strict, "imageshift.dev"), {
+        key: "imageshift.dev",
+        operator: "In",
+        values: ["strict"],
+      });
+      assert.deepEqual(excluded(strict), ["kube-system", NAMESPACE]);
+      assert.deepEqual(
+        expression(render().mutatingEntry("pods.imageshift.dev"), "imageshift.dev")?.values,
+        ["enabled"],
+        "label gating by default",
+      );
+    },
+  },
+  {
+    values: ["allNamespaces"],
+    args: set("allNamespaces=true", "strictNamespaces.enabled=false", "excludedNamespaces={monitoring}"),
+    effect: "without the strict entry, every namespace but the excluded (strict-labelled ones too)",
+    check: (r) => {
+      assert.deepEqual(
+        r.mutating.webhooks.map((webhook) => webhook.name),
+        ["pods.imageshift.dev"],
+      );
+      assert.deepEqual(r.mutating.webhooks[0]!.namespaceSelector?.matchExpressions, [
+        {
+          key: "kubernetes.io/metadata.name",
+          operator: "NotIn",
+          values: ["kube-system", NAMESPACE, "monitoring"],
+        },
+      ]);
+    },
+  },
+  {
+    values: ["allNamespaces", "namespaceLabel"],
+    args: set("allNamespaces=true", "namespaceLabel=example.com/imageshift"),
+    effect: "the strict exception uses the namespace label key",
+    check: (r) =>
+      assert.deepEqual(expression(r.mutatingEntry("pods.imageshift.dev"), "example.com/imageshift"), {
+        key: "example.com/imageshift",
+        operator: "NotIn",
+        values: ["strict"],
+      }),
+  },
+  {
     values: ["failurePolicy"],
     args: set("failurePolicy=Fail"),
     effect: "the failurePolicy of the first mutating entry only",
@@ -876,6 +939,15 @@ const ROWS: Row[] = [
         name: "NODE_OPTIONS",
         value: "--max-old-space-size=200 --max-semi-space-size=4",
       }),
+  },
+  {
+    values: ["metrics.mrwCompat"],
+    args: set("metrics.mrwCompat=true"),
+    effect: "--mrw-metrics",
+    check: (r) => {
+      assert.ok(r.args.includes("--mrw-metrics"));
+      assert.ok(!render().args.includes("--mrw-metrics"), "not by default");
+    },
   },
   {
     values: ["metrics.service.enabled"],

@@ -333,6 +333,28 @@ describe("imageshift serve", () => {
     }
   });
 
+  it("--mrw-metrics: the Mutating Registry Webhook's metric names too", async () => {
+    const selfSigned = join(temp, "self-signed-mrw");
+    const served = serve([...standardFlags("examples/", selfSigned), "--mrw-metrics"]);
+    try {
+      const { webhook, metrics } = await started(served);
+      const ca = await readFile(join(selfSigned, "ca.pem"), "utf8");
+      assert.equal((await postReview(webhook, ca, fixture)).status, 200);
+      const scraped = (await get(new URL("/metrics", metrics))).text.split("\n");
+      assert.ok(
+        scraped.includes(
+          'registry_rewriter_mutations_total{namespace="team-a",source_registry="quay.io",target_registry="internal-registry.corp",status="success"} 1',
+        ),
+        scraped.filter((line) => line.startsWith("registry_rewriter")).join("\n"),
+      );
+      assert.ok(scraped.includes("registry_rewriter_cache_hits_total 1"));
+      assert.ok(scraped.some((line) => /^registry_rewriter_rules_count [1-9]\d*$/.test(line)));
+      await sigterm(served);
+    } finally {
+      served.child.kill("SIGKILL");
+    }
+  });
+
   it("hot-reloads an edited copy of the rules folder", async () => {
     const rules = join(temp, "rules");
     await cp(join(ROOT, "examples"), rules, { recursive: true });
