@@ -323,3 +323,355 @@ export const invalidCases: readonly InvalidCase[] = [
   { input: "foo.com:50:00/x", reason: /registry/ },
   { input: "nginx:a/b", reason: /registry/ },
 ];
+
+// ---------------------------------------------------------------------------
+// Inputs for the differential test against Go (test/fixtures/reference/README.md).
+// ---------------------------------------------------------------------------
+
+/** A small deterministic PRNG (mulberry32), so the generated inputs never change by accident. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** First components: hosts, ports, IPv6, upper case, and the non-hosts Go reads as paths. */
+const FIRST_COMPONENTS = [
+  "a",
+  "app",
+  "library",
+  "sha256",
+  "1",
+  "a_b",
+  "a__b",
+  "a___b",
+  "a-b",
+  "a---b",
+  "a.b",
+  "a.b.c.d.e",
+  "0.0",
+  "my_registry.corp",
+  "my__registry.corp",
+  "my___registry.corp",
+  "registry.my_corp",
+  "a_b.c",
+  "a.b_c",
+  "a-b_c.d",
+  "_a.b",
+  "a_.b",
+  "a._b",
+  "a_b.c:5000",
+  "a_b:5000",
+  "-a.b",
+  "a-.b",
+  "a--b.c",
+  "a..b",
+  ".a",
+  "a.",
+  "xn--n3h.com",
+  "sub-dom1.foo.com",
+  "localhost",
+  "localhost:5000",
+  "localhost:",
+  "Localhost",
+  "LOCALHOST",
+  "localhost.localdomain",
+  "docker.io",
+  "Docker.io",
+  "index.docker.io",
+  "INDEX.DOCKER.IO",
+  "registry-1.docker.io",
+  "127.0.0.1",
+  "127.0.0.1:5000",
+  "1.2.3.4:65536",
+  "a.b:0",
+  "a.b:00005000",
+  "a.b:5000:1",
+  "a.b:port",
+  "a:b",
+  "a:1",
+  "a:",
+  ":5000",
+  "[::1]",
+  "[::1]:5000",
+  "[::]",
+  "[2001:db8::1]",
+  "[2001:DB8::1]:443",
+  "[fe80::1%eth0]",
+  "[::g]",
+  "[]",
+  "[::1",
+  "::1",
+  "[::1]:",
+  "Foo",
+  "FOO",
+  "fOo",
+  "Foo_bar",
+  "Foo.bar",
+  "foo_Bar.com",
+  "Registry.Example.COM",
+  "a b.c",
+  "é.com",
+];
+
+/** What follows the first component and its "/". */
+function remainders(sha256: string): string[] {
+  return [
+    "app",
+    "app/sub",
+    "library/app",
+    "a_b.c/d",
+    "app:tag",
+    "app:Tag.1-2_3",
+    "app:5000",
+    `app@${sha256}`,
+    `app:tag@${sha256}`,
+    "App",
+    "app/",
+    "",
+    ":tag",
+    "app__x/y---z",
+    "a.b:5000/c",
+  ];
+}
+
+/** Separators and runs inside path components, valid and invalid. */
+const PATH_COMPONENTS = [
+  "a",
+  "a.b",
+  "a_b",
+  "a__b",
+  "a___b",
+  "a-b",
+  "a--b",
+  "a.-b",
+  "a-.b",
+  "a._b",
+  "a_.b",
+  "a-_b",
+  "a_-b",
+  "a..b",
+  "a.",
+  "a_",
+  "a-",
+  ".a",
+  "_a",
+  "-a",
+  "0",
+  "A",
+  "aB",
+];
+
+const INVALID_CHARACTERS = [
+  " ",
+  "\t",
+  "\n",
+  "\r",
+  "\u0000",
+  "!",
+  '"',
+  "#",
+  "$",
+  "%",
+  "&",
+  "'",
+  "(",
+  "*",
+  "+",
+  ",",
+  ";",
+  "<",
+  "=",
+  "?",
+  "\\",
+  "^",
+  "`",
+  "{",
+  "|",
+  "~",
+  "é",
+  "\u{1F433}",
+  "A",
+  "[",
+  "]",
+  "/",
+  ":",
+  "@",
+  ".",
+  "_",
+  "-",
+];
+
+function lengthEdges(sha256: string, sha512: string): string[] {
+  const out: string[] = [];
+  const fill = (n: number) => "abcdefghij".repeat(Math.ceil(n / 10)).slice(0, Math.max(n, 1));
+  const near = (limit: number) => [limit - 2, limit - 1, limit, limit + 1, limit + 2];
+  // Docker Hub single names: the path is "library/" + name.
+  for (const n of [...near(237), ...near(247)]) {
+    out.push(fill(n), `docker.io/${fill(n)}`, `index.docker.io/${fill(n)}:t`);
+  }
+  // Docker Hub namespaced names: the path is the name as written.
+  for (const n of [...near(245), ...near(255)]) {
+    const name = `ns/${fill(n - 3)}`;
+    out.push(name, `docker.io/${name}`, `index.docker.io/${name}@${sha256}`);
+  }
+  // Hosts of every size: the path alone near 255, and domain plus path near 255.
+  const hosts = [
+    "x.io",
+    "localhost",
+    "localhost:5000",
+    "[::1]:5000",
+    "registry.example.com:443",
+    `${"h".repeat(60)}.example.com`,
+    `${"h".repeat(63)}.${"i".repeat(63)}.${"j".repeat(63)}.${"k".repeat(40)}.com`,
+    "Registry.Example.COM",
+  ];
+  for (const host of hosts) {
+    for (const n of [...near(255), ...near(254 - host.length)]) {
+      if (n < 1) continue;
+      out.push(`${host}/${fill(n)}`, `${host}/team/${fill(n - 5)}:${"t".repeat(128)}`);
+    }
+  }
+  // First components Go reads as a path: the whole name counts.
+  for (const first of ["my_registry.corp", "a_b.c", "a__b.c.d"]) {
+    for (const n of [...near(255), ...near(254 - first.length)]) {
+      out.push(`${first}/${fill(n)}`, `${first}/${fill(n)}@${sha512}`);
+    }
+  }
+  // The longest references, and input over 1024 characters.
+  const longHost = `${"h".repeat(63)}.`.repeat(12).slice(0, 700);
+  out.push(
+    `${longHost}/${fill(255)}:${"t".repeat(60)}`,
+    `${longHost}.com/${fill(255)}:${"t".repeat(128)}@${sha512}`,
+    `${"a/".repeat(127)}a`,
+    `${"a/".repeat(122)}a`,
+    `${"a/".repeat(123)}a`,
+    `${fill(255)}/a`,
+    fill(1025),
+  );
+  return out;
+}
+
+function tagsAndDigests(): string[] {
+  const out: string[] = [];
+  for (const n of [1, 127, 128, 129]) {
+    for (const first of ["a", "A", "0", "_", ".", "-"]) {
+      out.push(`x.io/a:${first}${"v".repeat(n - 1)}`);
+    }
+    out.push(`nginx:${"V1.-_".repeat(26).slice(0, n)}`);
+  }
+  for (const tag of ["", "a+b", "a/b", "ä", "a:b", "a b", "latest", "LATEST", "0", "_x", "x--y..z__"]) {
+    out.push(`x.io/a:${tag}`, `nginx:${tag}`);
+  }
+  const hex = (n: number, digit = "a") => digit.repeat(n);
+  for (const [algorithm, length] of [
+    ["sha256", 64],
+    ["sha384", 96],
+    ["sha512", 128],
+  ] as const) {
+    for (const n of [31, 32, 63, length - 1, length, length + 1]) out.push(`x.io/a@${algorithm}:${hex(n)}`);
+    out.push(
+      `x.io/a@${algorithm}:${hex(length, "A")}`,
+      `x.io/a@${algorithm}:${hex(length - 1)}G`,
+      `x.io/a@${algorithm.toUpperCase()}:${hex(length)}`,
+      `nginx:1@${algorithm}:${hex(length, "0")}`,
+      `x.io/a@${algorithm}:`,
+      `x.io/a@${algorithm}`,
+    );
+  }
+  for (const algorithm of [
+    "md5",
+    "sha1",
+    "blake3",
+    "sha256+b64u",
+    "multihash+base58",
+    "a.b",
+    "a_b",
+    "a-b",
+    "1sha",
+    "sha256+",
+    "",
+  ]) {
+    out.push(`x.io/a@${algorithm}:${hex(32)}`, `x.io/a@${algorithm}:${hex(64)}`);
+  }
+  out.push(`x.io/a@${hex(64)}`, `x.io/a@sha256:${hex(64)}@sha256:${hex(64)}`, `x.io/a@sha256:${hex(64)}:t`);
+  return out;
+}
+
+const TOKENS = [
+  "a",
+  "b1",
+  "nginx",
+  "Foo",
+  "/",
+  "//",
+  ":",
+  "@",
+  ".",
+  "..",
+  "-",
+  "_",
+  "__",
+  "___",
+  "[",
+  "]",
+  "[::1]",
+  "::",
+  "5000",
+  "localhost",
+  "docker.io",
+  "index.docker.io",
+  "library",
+  "my_registry.corp",
+  "sha256:",
+  "sha512:",
+  "0123456789abcdef".repeat(4),
+  " ",
+  "é",
+];
+
+/**
+ * Every input the differential test compares with Go: the table cases above and a
+ * deterministic set stressing the grammar's edges. Changing it means re-recording.
+ */
+export function differentialInputs(): string[] {
+  const out: string[] = [];
+  out.push(
+    ...validCases.map((c) => c.input),
+    ...validCases.flatMap((c) => (c.canonical ? [c.canonical] : [])),
+  );
+  out.push(...invalidCases.map((c) => c.input));
+  for (const first of FIRST_COMPONENTS) {
+    out.push(first);
+    for (const rest of remainders(SHA256)) out.push(`${first}/${rest}`);
+  }
+  for (const component of PATH_COMPONENTS) {
+    out.push(
+      component,
+      `${component}/x`,
+      `x/${component}`,
+      `x.io/${component}`,
+      `localhost/x/${component}:t`,
+    );
+  }
+  out.push(...lengthEdges(SHA256, SHA512), ...tagsAndDigests());
+  const bases = ["a.b:5/c_d/e:f", `x.io/y@${SHA256.slice(0, 12)}${"0".repeat(57)}`];
+  for (const base of bases) {
+    for (let at = 0; at <= base.length; at += base === bases[0] ? 1 : 7) {
+      for (const c of INVALID_CHARACTERS) out.push(base.slice(0, at) + c + base.slice(at));
+    }
+  }
+  const next = random(10);
+  for (let i = 0; i < 1200; i++) {
+    let text = "";
+    const count = 1 + Math.floor(next() * 8);
+    for (let j = 0; j < count; j++) text += TOKENS[Math.floor(next() * TOKENS.length)];
+    out.push(text);
+  }
+  return [...new Set(out)];
+}
