@@ -81,56 +81,58 @@ describe("parseReference: invalid references", () => {
 });
 
 describe("parseReference: length limits", () => {
-  test("255-character explicit name is accepted, 256 rejected", () => {
-    const prefix = "example.com/";
-    const ok = prefix + "a".repeat(NAME_MAX_LENGTH - prefix.length);
-    assert.equal(ok.length, 255);
-    assert.equal(nameOf(parsed(ok)), ok);
-    const tooLong = prefix + "a".repeat(NAME_MAX_LENGTH - prefix.length + 1);
-    assert.match(rejected(tooLong), /256/);
+  // As in Go's distribution/reference: the path is limited, never the domain.
+  test("a 255-character path is accepted under any host, 256 rejected", () => {
+    for (const host of ["example.com", "localhost:5000", "[2001:db8::1]:5000", `${"h".repeat(63)}.example`]) {
+      const ok = `${host}/${"a".repeat(NAME_MAX_LENGTH)}`;
+      assert.equal(parsed(ok).path.length, 255);
+      assert.equal(formatReference(parsed(ok)), ok);
+      const tooLong = `${host}/${"a".repeat(NAME_MAX_LENGTH + 1)}`;
+      assert.match(rejected(tooLong), /repository path is 256 characters, more than 255/);
+    }
   });
 
-  test("library/ counts toward the length after normalization", () => {
-    const hub = "docker.io/library/";
-    const ok = "a".repeat(NAME_MAX_LENGTH - hub.length);
-    assert.equal(nameOf(parsed(ok)).length, 255);
-    const tooLong = "a".repeat(NAME_MAX_LENGTH - hub.length + 1);
-    assert.equal(tooLong.length, 238);
+  test("library/ counts toward the path length after normalization", () => {
+    const ok = "a".repeat(NAME_MAX_LENGTH - "library/".length);
+    assert.equal(parsed(ok).path.length, 255);
+    const tooLong = "a".repeat(NAME_MAX_LENGTH - "library/".length + 1);
+    assert.equal(tooLong.length, 248);
     assert.match(rejected(tooLong), /256/);
     assert.match(rejected(`docker.io/${tooLong}`), /256/);
     assert.match(rejected(`index.docker.io/${tooLong}`), /256/);
   });
 
-  test("docker.io/ counts toward the length of a namespaced Docker Hub name", () => {
-    // 255 characters as written, 265 once docker.io/ is added.
-    const input = `${"a/".repeat(127)}a:tag-does-not-count`;
-    assert.match(rejected(input), /265/);
-    const fits = `${"a/".repeat(122)}a`;
-    assert.equal(nameOf(parsed(fits)).length, 255);
+  test("docker.io/ does not count toward the length of a namespaced Docker Hub name", () => {
+    const fits = `${"a/".repeat(127)}a`;
+    assert.equal(fits.length, 255);
+    assert.equal(nameOf(parsed(fits)), `docker.io/${fits}`);
+    assert.match(rejected(`${"a/".repeat(127)}ab:tag-does-not-count`), /256/);
   });
 
-  test("the length is measured after index.docker.io folds to docker.io", () => {
-    const path = `ns/${"b".repeat(NAME_MAX_LENGTH - "docker.io/ns/".length)}`;
-    const input = `index.docker.io/${path}`;
-    assert.ok(input.length > NAME_MAX_LENGTH);
-    const reference = parsed(input);
-    assert.equal(nameOf(reference), `docker.io/${path}`);
-    assert.equal(nameOf(reference).length, 255);
+  test("a name with no host counts whole: the first component is part of Go's path", () => {
+    const first = "my_registry.corp";
+    const ok = `${first}/${"a".repeat(NAME_MAX_LENGTH - first.length - 1)}`;
+    assert.equal(ok.length, 255);
+    assert.deepEqual(parsed(ok), { domain: first, path: ok.slice(first.length + 1) });
+    const tooLong = `${ok}b`;
+    assert.match(rejected(tooLong), /name is 256 characters, more than 255/);
+    // The same path under a real host fits.
+    assert.ok(parseReference(`my-registry.corp/${tooLong.slice(first.length + 1)}`).ok);
   });
 
-  test("tag and digest do not count toward the name length", () => {
-    const name = `example.com/${"a".repeat(NAME_MAX_LENGTH - "example.com/".length)}`;
+  test("tag and digest do not count toward the length", () => {
+    const name = `example.com/${"a".repeat(NAME_MAX_LENGTH)}`;
     const input = `${name}:${"t".repeat(128)}@${SHA512}`;
     const reference = parsed(input);
     assert.equal(formatReference(reference), input);
   });
 
-  test("the longest valid references fit under the input limit", () => {
-    // index.docker.io/ shrinks to docker.io/, so the written name may exceed 255.
-    const path = `ns/${"b".repeat(NAME_MAX_LENGTH - "docker.io/ns/".length)}`;
-    const input = `index.docker.io/${path}:${"t".repeat(128)}@${SHA512}`;
-    const reference = parsed(input);
-    assert.equal(reference.digest, SHA512);
+  test("the longest references of real hosts fit under the input limit", () => {
+    const host = `${`${"h".repeat(63)}.`.repeat(3)}${"h".repeat(61)}:65535`;
+    assert.equal(host.length, 253 + ":65535".length);
+    const input = `${host}/${"b".repeat(NAME_MAX_LENGTH)}:${"t".repeat(128)}@${SHA512}`;
+    assert.ok(input.length < 1024);
+    assert.equal(parsed(input).digest, SHA512);
   });
 
   test("input over 1024 characters is refused and quoted in short", () => {
@@ -196,10 +198,9 @@ describe("parseReference: defaultDomain option", () => {
     assert.match(rejected("a___b", corp), /component/);
   });
 
-  test("the default domain counts toward the name length", () => {
-    const limit = NAME_MAX_LENGTH - "registry.corp/".length;
-    assert.equal(nameOf(parsed("a".repeat(limit), corp)).length, 255);
-    assert.match(rejected("a".repeat(limit + 1), corp), /256/);
+  test("the default domain does not count toward the length, as once qualified in Go", () => {
+    assert.equal(parsed("a".repeat(NAME_MAX_LENGTH), corp).path.length, 255);
+    assert.match(rejected("a".repeat(NAME_MAX_LENGTH + 1), corp), /256/);
   });
 
   test("the options object is not modified", () => {
@@ -263,6 +264,9 @@ describe("parseRegistryPrefix", () => {
     ["mirror/team", /not a registry host/],
     ["docker.io/", /component/],
     ["bad_host", /host/],
+    // Go reads `my_registry.corp/app` as a path with no host; a rule must name a real host.
+    ["my_registry.corp", /host/],
+    ["my_registry.corp/team", /host/],
     ["-x.com", /host/],
     ["x-.com", /host/],
     ["x..com", /host/],

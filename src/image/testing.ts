@@ -149,6 +149,17 @@ export const validCases: readonly ValidCase[] = [
   // A first component that is not all lower case is a domain, as in distribution/reference.
   { input: "Foo/bar", expected: { domain: "Foo", path: "bar" } },
   { input: "Registry.Example.COM/app", expected: { domain: "Registry.Example.COM", path: "app" } },
+  // A first component that looks like a host but is none, and is a path component, makes
+  // the whole name a path with no domain in Go; it stays in `domain` here (reference.ts).
+  { input: "foo_bar.com/x", expected: { domain: "foo_bar.com", path: "x" } },
+  {
+    input: "my_registry.corp/team/app:1",
+    expected: { domain: "my_registry.corp", path: "team/app", tag: "1" },
+  },
+  {
+    input: `a__b.c-d.e/f@${SHA256}`,
+    expected: { domain: "a__b.c-d.e", path: "f", digest: SHA256 },
+  },
   // Digests.
   {
     input: `nginx@${SHA256}`,
@@ -317,7 +328,13 @@ export const invalidCases: readonly InvalidCase[] = [
   { input: "foo-.com/x", reason: /registry/ },
   { input: "foo..com/x", reason: /registry/ },
   { input: ".foo.com/x", reason: /registry/ },
-  { input: "foo_bar.com/x", reason: /registry/ },
+  { input: "foo_bar.com:5000/x", reason: /registry/ },
+  { input: "_foo.com/x", reason: /registry/ },
+  { input: "foo_.com/x", reason: /registry/ },
+  { input: "foo___bar.com/x", reason: /registry/ },
+  { input: "Foo_bar.com/x", reason: /registry/ },
+  { input: "foo_bar.com/X", reason: /lower case/ },
+  { input: "foo_bar.com/", reason: /empty/ },
   { input: "foo.com:/x", reason: /registry/ },
   { input: "foo.com:port/x", reason: /registry/ },
   { input: "foo.com:50:00/x", reason: /registry/ },
@@ -533,7 +550,6 @@ function lengthEdges(sha256: string, sha512: string): string[] {
   ];
   for (const host of hosts) {
     for (const n of [...near(255), ...near(254 - host.length)]) {
-      if (n < 1) continue;
       out.push(`${host}/${fill(n)}`, `${host}/team/${fill(n - 5)}:${"t".repeat(128)}`);
     }
   }
