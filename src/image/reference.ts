@@ -3,13 +3,28 @@
  * (distribution/reference, which containerd, CRI-O and the kubelet use) does.
  *
  *   reference := name [ ":" tag ] [ "@" digest ]
- *   name      := [ domain "/" ] path          (at most 255 characters once normalized)
+ *   name      := [ domain "/" ] path          (the path at most 255 characters once normalized)
  *   domain    := host [ ":" port ]            host: DNS name or "[" IPv6 "]"
  *
  * Normalization: the first path component is a domain only if it contains "." or ":",
  * is "localhost", or is not all lower case; otherwise the image lives on Docker Hub
  * ("docker.io", or the caller's default registry) and a single-component Docker Hub path
  * gets "library/". "index.docker.io" folds to "docker.io". No tag is ever invented.
+ *
+ * As in Go's `ParseNormalizedNamed`, the 255-character limit counts the path only (with
+ * "library/" where it is added), never the domain; and a first component taken for a
+ * domain that is not a valid host but is a valid path component, such as
+ * `my_registry.corp` in `my_registry.corp/app`, makes the whole name a path with no
+ * domain (Go's `Domain()` is "", `String()` is `my_registry.corp/app`). ImageShift keeps
+ * that component in `domain` and the rest in `path`, so `formatReference` gives Go's
+ * `String()` and the name stays what containerd pulls (its resolver takes the text before
+ * the first "/" for the host); for such a name the limit counts the whole name, as in Go.
+ * `parseRegistryPrefix` stays strict: a rule must name a real host.
+ *
+ * Agreement with Go (github.com/distribution/reference) is checked on thousands of recorded
+ * inputs (reference.differential.test.ts). The one difference: input over 1024 characters is
+ * refused unread, where Go, which does not limit the domain, could accept it; a real host
+ * name has at most 253 characters, so no valid reference of a real registry is that long.
  *
  * No npm package implements the current grammar, so it is written here. Parsing returns
  * a result instead of throwing: a bad image must never abort the handling of a pod.
@@ -20,8 +35,9 @@ const LEGACY_DOCKER_HUB = "index.docker.io";
 const OFFICIAL_REPO_PREFIX = "library/";
 export const NAME_MAX_LENGTH = 255;
 /**
- * Longer input cannot be valid (name 255 + tag 128 + digest); it is refused before any other
- * work, and never cached (`parse-cache.ts`): 60 distinct 1 MiB images once left 69 MB on the heap.
+ * Longer input names no real registry (host 253 + port + path 255 + tag 128 + digest 135 is
+ * under 800); it is refused before any other work, and never cached (`parse-cache.ts`):
+ * 60 distinct 1 MiB images once left 69 MB on the heap.
  */
 export const INPUT_MAX_LENGTH = 1024;
 
@@ -34,7 +50,10 @@ const IDENTIFIER_RE = /^[a-f0-9]{64}$/;
 const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 };
 
 export interface ImageReference {
-  /** Registry host with optional port, e.g. `docker.io`, `localhost:5000`, `[::1]:5000`. */
+  /**
+   * Registry host with optional port, e.g. `docker.io`, `localhost:5000`, `[::1]:5000`; or
+   * a first component Go reads as part of the path, e.g. `my_registry.corp` (see the header).
+   */
   readonly domain: string;
   /** Repository path below the domain, e.g. `library/nginx`. */
   readonly path: string;
@@ -193,23 +212,32 @@ export function parseReference(input: string, options: ParseOptions = {}): Parse
   const slash = rest.indexOf("/");
   let domain: string;
   let path: string;
+  // What Go limits to 255 characters: the path, or the whole name when it has no host.
+  let limited: string;
   if (slash >= 0 && isDomain(rest, slash)) {
     domain = rest.slice(0, slash);
     path = rest.slice(slash + 1);
-    if (!isValidDomain(domain)) return fail(input, `registry ${JSON.stringify(domain)} is invalid`);
+    limited = path;
+    if (!isValidDomain(domain)) {
+      // Go's domain is optional: a first component that is no host but a path component
+      // (`my_registry.corp`) makes the whole name a path. See the header.
+      if (!isValidPath(domain)) return fail(input, `registry ${JSON.stringify(domain)} is invalid`);
+      limited = rest;
+    }
     if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
   } else {
     domain = options.defaultDomain ?? DOCKER_HUB;
     if (domain === LEGACY_DOCKER_HUB) domain = DOCKER_HUB;
     path = rest;
+    limited = path;
   }
-  if (domain === DOCKER_HUB && !path.includes("/")) path = OFFICIAL_REPO_PREFIX + path;
+  if (domain === DOCKER_HUB && !path.includes("/")) path = limited = OFFICIAL_REPO_PREFIX + path;
 
   if (path.length === 0) return fail(input, "repository name is empty");
   if (!isValidPath(path)) return fail(input, pathProblem(path));
-  const nameLength = domain.length + 1 + path.length;
-  if (nameLength > NAME_MAX_LENGTH) {
-    return fail(input, `name is ${nameLength} characters, more than ${NAME_MAX_LENGTH}`);
+  if (limited.length > NAME_MAX_LENGTH) {
+    const what = limited === path ? "repository path" : "name";
+    return fail(input, `${what} is ${limited.length} characters, more than ${NAME_MAX_LENGTH}`);
   }
 
   const reference: ImageReference =

@@ -43,6 +43,20 @@ describe("swap", () => {
     assert.equal(ruleSet.rewrite("quay.io/org/app:1").output, "localhost:5000/org/app:1");
   });
 
+  test("the new path may have 255 characters, whatever the registry's length (as in Go)", () => {
+    const path = `org/${"a".repeat(251)}`;
+    assert.equal(ruleSet.rewrite(`quay.io/${path}:1`).output, `localhost:5000/${path}:1`);
+    const { ruleSet: deeper } = rulesFromYaml(
+      imageshift("deeper", "  mappings:\n    swap: [{ registry: quay.io, target: mirror.corp/q }]"),
+    );
+    const result = deeper.rewrite(`quay.io/${path}:1`);
+    assert.equal(result.output, `quay.io/${path}:1`);
+    assert.match(
+      result.error ?? "",
+      /repository path of mirror\.corp\/q\/org\/a+ is longer than 255 characters/,
+    );
+  });
+
   test("no match leaves the image as written", () => {
     const result = ruleSet.rewrite("registry.k8s.io/pause:3.10");
     assert.deepEqual(result, {

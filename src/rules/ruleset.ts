@@ -185,8 +185,12 @@ function attempt(rule: Rule, subject: Subject): Attempt {
       if (outPath === "") return produced(rule, `${nameOf(reference)} would lose its repository name`);
       if (rule.target.domain === DOCKER_HUB && !outPath.includes("/")) outPath = `library/${outPath}`;
       const output = withParts(rule.target.domain, outPath, reference);
-      if (output.domain.length + 1 + outPath.length > NAME_MAX_LENGTH) {
-        return produced(rule, `${nameOf(output)} is longer than ${NAME_MAX_LENGTH} characters`);
+      // The target is a real host (parseRegistryPrefix), so Go limits the path alone.
+      if (outPath.length > NAME_MAX_LENGTH) {
+        return produced(
+          rule,
+          `the repository path of ${nameOf(output)} is longer than ${NAME_MAX_LENGTH} characters`,
+        );
       }
       return { output: formatReference(output), reference: output };
     }
