@@ -18,7 +18,7 @@ import autocannon from "autocannon";
 import { createCertificateAuthority, createServingCertificate } from "../src/tls/certs.ts";
 import { freePorts, startControlPlane } from "../test/e2e/harness/controlplane.ts";
 import { kubectlFor } from "../test/e2e/harness/operator.ts";
-import { swapAndExact } from "./fixtures.ts";
+import { generalRegexes, regexes, swapAndExact } from "./fixtures.ts";
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
 const CLUSTER_MODE = process.env.BENCH_MODE === "cluster";
@@ -107,26 +107,38 @@ async function fixedRate(port: number, body: string, rate: number, seconds: numb
   return { rps: Math.round(latencies.length / seconds), p50: at(0.5), p99: at(0.99), errors };
 }
 
-/** The 10,000 rules as ten Imageshift objects of 1,000 (one would pass etcd's 1.5 MiB limit). */
+/**
+ * The rules as Imageshift objects of at most 1,000 rules each (one object of 10,000 would pass
+ * etcd's 1.5 MiB limit): every mapping list is dealt out round-robin.
+ */
 function splitIntoObjects(rules: {
-  spec: { mappings: { swap: unknown[]; exactSwap: unknown[] } };
+  spec: { mappings: Record<string, unknown[]> };
 }): Record<string, unknown>[] {
-  const { swap, exactSwap } = rules.spec.mappings;
-  return Array.from({ length: 10 }, (_, i) => ({
+  const lists = Object.entries(rules.spec.mappings);
+  const total = lists.reduce((n, [, list]) => n + list.length, 0);
+  const count = Math.ceil(total / 1000);
+  return Array.from({ length: count }, (_, i) => ({
     apiVersion: "imageshift.dev/v1",
     kind: "Imageshift",
     metadata: { name: `bench-${i}` },
     spec: {
-      mappings: {
-        swap: swap.filter((_, j) => j % 10 === i),
-        exactSwap: exactSwap.filter((_, j) => j % 10 === i),
-      },
+      mappings: Object.fromEntries(lists.map(([key, list]) => [key, list.filter((_, j) => j % count === i)])),
     },
   }));
 }
 
+/** BENCH_RULES picks the rule set: 10,000 swap+exact (default), 10,000 regex, or 100,000 swap+exact. */
+const RULE_SETS: Record<string, { label: string; build: () => ReturnType<typeof swapAndExact> }> = {
+  swap: { label: "10,000 swap+exact rules", build: () => swapAndExact(10_000) },
+  regex: { label: "10,000 regex rules (^literal(.*)$)", build: () => regexes(10_000) },
+  "regex-general": { label: "10,000 general regex rules", build: () => generalRegexes(10_000) },
+  swap100k: { label: "100,000 swap+exact rules", build: () => swapAndExact(100_000) },
+};
+const RULES = RULE_SETS[process.env.BENCH_RULES ?? "swap"];
+if (!RULES) throw new Error(`BENCH_RULES must be one of ${Object.keys(RULE_SETS).join(", ")}`);
+
 const dir = mkdtempSync(join(tmpdir(), "imageshift-bench-"));
-const [document] = swapAndExact(10_000);
+const [document] = RULES.build();
 writeFileSync(join(dir, "rules.json"), JSON.stringify(document?.value));
 const controlPlane = CLUSTER_MODE ? await startControlPlane() : undefined;
 if (controlPlane) {
@@ -252,7 +264,7 @@ try {
     `# webhook benchmark, ${new Date().toISOString()}, node ${process.version}, ${cpus()[0]?.model} x${cpus().length}`,
   );
   console.log(
-    `${CLUSTER_MODE ? "cluster mode (10 Imageshift objects in kube-apiserver)" : "standalone (rule file)"}, 10,000 rules, 3-container pod, ${DURATION_S} s per row, load generator on the same 2 cores; autocannon latencies have 1 ms resolution; idle RSS ${idleRss.toFixed(0)} MB`,
+    `${CLUSTER_MODE ? "cluster mode (Imageshift objects of 1,000 rules in kube-apiserver)" : "standalone (rule file)"}, ${RULES.label}, 3-container pod, ${DURATION_S} s per row, load generator on the same 2 cores; autocannon latencies have 1 ms resolution; idle RSS ${idleRss.toFixed(0)} MB`,
   );
   console.log("| load | reviews/s | p50 ms | p99 ms | errors | peak RSS MB |");
   console.log("|---|---|---|---|---|---|");
