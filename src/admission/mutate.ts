@@ -16,7 +16,7 @@ import type { EvaluationContext, RuleRef } from "../rules/rule.ts";
 import { describeRule, type RewriteResult } from "../rules/ruleset.ts";
 import type { Labels } from "../rules/selector.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Metrics } from "../telemetry/metrics.ts";
+import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { type OriginalImages, optedOut, readOriginalImages } from "./annotations.ts";
 import { type ImageField, podImageFields } from "./images.ts";
 import { type PatchOperation, replaceImage, setOriginalImages } from "./patch.ts";
@@ -37,7 +37,10 @@ export interface MutateDependencies {
   logger: Logger;
 }
 
-export type Outcome = "patched" | "unchanged" | "skipped" | "denied" | "failed_open";
+export type Outcome = Extract<
+  AdmissionOutcome,
+  "patched" | "unchanged" | "skipped" | "denied" | "failed_open"
+>;
 
 export interface MutateResult {
   review: AdmissionReview;

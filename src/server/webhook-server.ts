@@ -12,11 +12,14 @@ import type { SecureContextOptions } from "node:tls";
 import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../admission/review.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Metrics } from "../telemetry/metrics.ts";
+import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { HttpError, MAX_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
 
-export type AdmissionHandler = (request: AdmissionRequest) => { review: AdmissionReview; outcome: string };
+export type AdmissionHandler = (request: AdmissionRequest) => {
+  review: AdmissionReview;
+  outcome: AdmissionOutcome;
+};
 
 export interface WebhookServerOptions {
   tls: SecureContextOptions;

@@ -6,13 +6,29 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 const REGISTRY_LABEL_LIMIT = 100;
 
+/**
+ * Every `outcome` of `imageshift_admission_requests_total`: the handlers' own (`/mutate`,
+ * `/validate`) and the server's `invalid`. The handlers' outcome types are drawn from this list,
+ * so the HELP text, built from it, cannot miss one.
+ */
+export const ADMISSION_OUTCOMES = [
+  "patched",
+  "unchanged",
+  "skipped",
+  "allowed",
+  "denied",
+  "failed_open",
+  "invalid",
+] as const;
+export type AdmissionOutcome = (typeof ADMISSION_OUTCOMES)[number];
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly registries = new Set<string>();
 
   readonly admissionRequests = new Counter({
     name: "imageshift_admission_requests_total",
-    help: "Admission requests by webhook, operation and outcome (patched, unchanged, skipped, denied, failed_open, invalid).",
+    help: `Admission requests by webhook, operation and outcome (${ADMISSION_OUTCOMES.join(", ")}).`,
     labelNames: ["webhook", "operation", "outcome"] as const,
     registers: [this.registry],
   });
