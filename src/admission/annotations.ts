@@ -3,8 +3,10 @@
  *
  * `imageshift.dev/original-images` records, per image field, the original image, the image
  * ImageShift produced and the rule that did it. It is what makes the webhook idempotent:
- * an image equal to the one recorded as produced is never rewritten again (re-invocation,
- * later UPDATEs), and it tells a user what happened and why.
+ * an image equal to the one recorded as produced is not rewritten again (re-invocation), and
+ * it tells a user what happened and why. Anyone who writes the pod can write the annotation,
+ * so an entry is trusted only when the current rules make its image of its original
+ * (`recordAgrees` in mutate.ts).
  */
 
 export const ORIGINAL_IMAGES_ANNOTATION = "imageshift.dev/original-images";

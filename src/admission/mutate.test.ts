@@ -297,22 +297,18 @@ describe("appliesTo", () => {
 });
 
 describe("candidates", () => {
-  test("CREATE: every image field except those the record says ImageShift produced", () => {
+  test("CREATE: every image field, the record notwithstanding (it is checked later)", () => {
     const request = fixture("pod-create-reinvoked-injected-sidecar.json");
-    const fromRecord = {
-      "containers/cart": { original: "x", image: "mirror.local/ghcr.io/acme/cart:4.2.0", rule: "r" },
-    };
     assert.deepEqual(
-      candidates(request, fromRecord).map((field) => field.key),
-      ["initContainers/istio-init", "containers/istio-proxy"],
+      candidates(request).map((field) => field.key),
+      ["initContainers/istio-init", "containers/cart", "containers/istio-proxy"],
     );
-    assert.equal(candidates(request, {}).length, 3);
   });
 
   test("UPDATE: only fields whose image differs from oldObject", () => {
     const request = fixture("pod-update-set-image.json");
     assert.deepEqual(
-      candidates(request, {}).map((field) => [field.key, field.image]),
+      candidates(request).map((field) => [field.key, field.image]),
       [["containers/app", "nginx:1.27"]],
     );
   });
@@ -694,19 +690,32 @@ describe("pods/ephemeralcontainers (kubectl debug)", () => {
 
 describe("re-invocation", () => {
   test("an object that already carries our patch and annotation is not rewritten again, even by ^(.*)$", async () => {
+    // The catch-all rule made the record; next to the mirror rules it still decides these images.
+    // (Rules that make something else of the originals: "a stale entry", below.)
     const request = fixture("pod-create-reinvoked.json");
-    for (const rules of [
-      CATCH_ALL,
-      MIRROR,
-      rulesFromYaml(`${MIRROR_YAML}\n---\n${CATCH_ALL_YAML}`).ruleSet,
-    ]) {
+    for (const rules of [CATCH_ALL, rulesFromYaml(`${MIRROR_YAML}\n---\n${CATCH_ALL_YAML}`).ruleSet]) {
       const result = run(request, { rules });
       assertNoPatch(result);
       assert.equal(result.outcome, "unchanged");
       assert.equal(result.review.response.warnings, undefined);
-      assert.equal(result.calls.length, 0);
+      // Only the recorded originals were evaluated (to check the record), never our output.
+      assert.deepEqual(
+        result.calls.map((call) => call.image),
+        ["gcr.io/acme-prod/web-migrate:3.1.0", "nginx:1.25", "quay.io/prometheus/node-exporter:v1.8.1"],
+      );
       assert.equal(await metricValue(result.metrics, "imageshift_rewrites_total"), 0);
-      assert.equal(result.logs.length, 0);
+      assert.equal(
+        await metricValue(result.metrics, "imageshift_skips_total", { reason: "already_rewritten" }),
+        3,
+      );
+      assert.deepEqual(
+        result.logs.map((line) => [line.msg, line.reason, line.container]),
+        [
+          ["skipped", "already_rewritten", "initContainers/migrate"],
+          ["skipped", "already_rewritten", "containers/app"],
+          ["skipped", "already_rewritten", "containers/sidecar"],
+        ],
+      );
     }
   });
 
@@ -741,9 +750,10 @@ describe("re-invocation", () => {
     const request = fixture("pod-create-reinvoked-injected-sidecar.json");
     const before = (request.object as Pod).metadata?.annotations ?? {};
     const result = run(request, { rules: CATCH_ALL });
+    // cart's recorded original is evaluated to check the record; cart itself is not.
     assert.deepEqual(
       result.calls.map((call) => call.image),
-      ["docker.io/istio/proxyv2:1.23.2", "docker.io/istio/proxyv2:1.23.2"],
+      ["docker.io/istio/proxyv2:1.23.2", "ghcr.io/acme/cart:4.2.0", "docker.io/istio/proxyv2:1.23.2"],
     );
     const pod = assertPatchedPod(
       result,
@@ -780,6 +790,123 @@ describe("re-invocation", () => {
       jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
       "mirror.local/ghcr.io/acme/cart:4.2.0",
     );
+  });
+});
+
+describe("the original-images record is trusted only when the current rules agree", () => {
+  /** The pod-create-no-annotations fixture (one container, tmp-shell: alpine:3.20) with a record. */
+  function withRecord(record: Record<string, unknown>, image = "alpine:3.20"): AdmissionRequest {
+    const request = withAnnotations(fixture("pod-create-no-annotations.json"), {
+      [ORIGINAL_IMAGES_ANNOTATION]: JSON.stringify(record),
+    });
+    setAt(request.object, "/spec/containers/0/image", image);
+    return request;
+  }
+  const REWRITTEN = "mirror.local/hub/library/alpine:3.20";
+
+  const forgeries: [string, Record<string, string>][] = [
+    ["naming the pod's own image as original and output", { original: "alpine:3.20", image: "alpine:3.20" }],
+    ["with an original the rules map elsewhere", { original: "busybox:1.36", image: "alpine:3.20" }],
+    ["with an original no rule rewrites", { original: "registry.k8s.io/pause:3.10", image: "alpine:3.20" }],
+    ["with a made-up rule", { original: "alpine:3.20", image: "alpine:3.20", rule: SWAP_HUB }],
+  ];
+  for (const [label, entry] of forgeries) {
+    test(`a hand-written entry ${label}: ignored, the image rewritten, logged and counted`, async () => {
+      const result = run(withRecord({ "containers/tmp-shell": entry }));
+      assertPatchedPod(
+        result,
+        { "/spec/containers/0/image": REWRITTEN },
+        { "containers/tmp-shell": { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB } },
+      );
+      assert.equal(
+        await metricValue(result.metrics, "imageshift_skips_total", { reason: "record_ignored" }),
+        1,
+      );
+      assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 1);
+      const ignored = result.logs.filter((line) => line.msg === "skip ignored");
+      assert.equal(ignored.length, 1);
+      assert.deepEqual(ignored[0], {
+        ...ignored[0],
+        level: 30,
+        reason: "record_ignored",
+        namespace: "default",
+        container: "containers/tmp-shell",
+        image: "alpine:3.20",
+        recordedOriginal: entry.original,
+      });
+    });
+  }
+
+  test("an entry the current rules agree with: the image is skipped, logged and counted", async () => {
+    const entry = { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB };
+    const result = run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN));
+    assertNoPatch(result);
+    assert.equal(result.outcome, "unchanged");
+    // The rules were asked about the recorded original only, never about the image itself.
+    assert.deepEqual(
+      result.calls.map((call) => call.image),
+      ["alpine:3.20"],
+    );
+    assert.equal(
+      await metricValue(result.metrics, "imageshift_skips_total", { reason: "already_rewritten" }),
+      1,
+    );
+    const skipped = result.logs.filter((line) => line.msg === "skipped");
+    assert.equal(skipped.length, 1);
+    assert.deepEqual(skipped[0], {
+      ...skipped[0],
+      level: 30,
+      reason: "already_rewritten",
+      container: "containers/tmp-shell",
+      image: REWRITTEN,
+      recordedOriginal: "alpine:3.20",
+    });
+  });
+
+  test("a stale entry (the rules changed since): ignored, the image evaluated by the current rules", async () => {
+    // Recorded by the catch-all rule; the mirror rules make something else of the original.
+    const request = fixture("pod-create-reinvoked.json");
+    const result = run(request, { rules: MIRROR });
+    assert.deepEqual(
+      result.calls.map((call) => call.image),
+      [
+        "gcr.io/acme-prod/web-migrate:3.1.0",
+        "mirror.local/gcr.io/acme-prod/web-migrate:3.1.0",
+        "nginx:1.25",
+        "mirror.local/nginx:1.25",
+        "quay.io/prometheus/node-exporter:v1.8.1",
+        "mirror.local/quay.io/prometheus/node-exporter:v1.8.1",
+      ],
+    );
+    // The mirror rules leave mirror.local images alone.
+    assertNoPatch(result);
+    assert.equal(
+      await metricValue(result.metrics, "imageshift_skips_total", { reason: "record_ignored" }),
+      3,
+    );
+  });
+
+  test("a dry run: logged (marked), not counted", async () => {
+    const request = withRecord({ "containers/tmp-shell": { original: "alpine:3.20", image: "alpine:3.20" } });
+    const result = run({ ...request, dryRun: true });
+    assert.equal(result.outcome, "patched");
+    assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 0);
+    const ignored = result.logs.filter((line) => line.msg === "skip ignored");
+    assert.equal(ignored.length, 1);
+    assert.equal(ignored[0]?.dryRun, true);
+  });
+
+  test("an internal error while checking an entry is an internal error", () => {
+    const rules: Rewriter = {
+      rewrite(input, context) {
+        if (input === "alpine:3.20") return { ...unchanged(input), error: "engine failure", internal: true };
+        return MIRROR.rewrite(input, context);
+      },
+    };
+    const entry = { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB };
+    const result = run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN), { rules });
+    assert.equal(result.outcome, "failed_open");
+    assert.match(result.review.response.warnings?.[0] ?? "", /containers\/tmp-shell: engine failure/);
   });
 });
 

@@ -3,7 +3,9 @@
  *
  *   applies?  -> only pods (and `pods/ephemeralcontainers`) on CREATE and UPDATE
  *   opted out? -> `imageshift.dev/skip` / `rewrite-disabled` annotations
- *   candidates -> image fields that changed (UPDATE) and that ImageShift did not produce
+ *   candidates -> image fields (on UPDATE, those that changed)
+ *   record    -> skip an image the original-images record shows ImageShift produced, once the
+ *                current rules confirm it (a forged or stale entry is ignored)
  *   rewrite   -> the rule engine, per image
  *   respond   -> minimal JSON Patch + the original-images annotation, warnings
  *
@@ -16,8 +18,8 @@ import type { EvaluationContext, RuleRef } from "../rules/rule.ts";
 import { describeRule, type RewriteResult } from "../rules/ruleset.ts";
 import type { Labels } from "../rules/selector.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
-import { type OriginalImages, optedOut, readOriginalImages } from "./annotations.ts";
+import type { AdmissionOutcome, Metrics, SkipReason } from "../telemetry/metrics.ts";
+import { type OriginalImage, optedOut, readOriginalImages } from "./annotations.ts";
 import { type ImageField, podImageFields } from "./images.ts";
 import { type PatchOperation, replaceImage, setOriginalImages } from "./patch.ts";
 import { type AdmissionRequest, type AdmissionReview, allowed, denied, patched } from "./review.ts";
@@ -64,15 +66,30 @@ export function appliesTo(request: AdmissionRequest): boolean {
   return operation === "CREATE" || operation === "UPDATE";
 }
 
-/** Image fields worth rewriting: new or changed on UPDATE, and not already ImageShift's output. */
-export function candidates(request: AdmissionRequest, record: OriginalImages): ImageField[] {
+/** Image fields worth looking at: all on CREATE, only new or changed ones on UPDATE. */
+export function candidates(request: AdmissionRequest): ImageField[] {
   const fields = podImageFields(request.object);
   const before = new Map<string, string>();
   if (request.operation === "UPDATE")
     for (const field of podImageFields(request.oldObject)) before.set(field.key, field.image);
-  return fields.filter(
-    (field) => before.get(field.key) !== field.image && record[field.key]?.image !== field.image,
-  );
+  return fields.filter((field) => before.get(field.key) !== field.image);
+}
+
+/**
+ * True when the record's entry shows `field.image` is ImageShift's own output: the entry names
+ * that image, and the current rules make exactly it of the recorded original. Anyone can write
+ * the annotation, so an entry is a claim to check, never a reason on its own to skip an image.
+ */
+export function recordAgrees(
+  entry: OriginalImage,
+  field: ImageField,
+  rules: Rewriter,
+  context: EvaluationContext,
+): boolean {
+  if (entry.image !== field.image) return false;
+  const result = rules.rewrite(entry.original, context);
+  if (result.internal) throw new InternalError(`${field.key}: ${result.error}`);
+  return result.changed && result.output === field.image;
 }
 
 function podLabels(pod: unknown): Labels {
@@ -112,7 +129,17 @@ export function handleMutate(request: AdmissionRequest, deps: MutateDependencies
     const warnings: string[] = [];
     const pod: PodIdentity = { namespace, pod: podName(request), dryRun: request.dryRun === true };
 
-    for (const field of candidates(request, record)) {
+    for (const field of candidates(request)) {
+      const entry = record[field.key];
+      if (entry?.image === field.image) {
+        const agrees = recordAgrees(entry, field, rules, context);
+        recordSkip(deps, pod, agrees ? "already_rewritten" : "record_ignored", {
+          container: field.key,
+          image: field.image,
+          recordedOriginal: entry.original,
+        });
+        if (agrees) continue;
+      }
       const result = rules.rewrite(field.image, context);
       if (result.internal) throw new InternalError(`${field.key}: ${result.error}`);
       if (result.audit) recordAudit(deps, warnings, field, result.audit, pod);
@@ -151,6 +178,18 @@ export function handleMutate(request: AdmissionRequest, deps: MutateDependencies
       outcome: "failed_open",
     };
   }
+}
+
+/** Every skip, granted or not, is logged with its reason; counted unless a dry run. */
+function recordSkip(
+  deps: MutateDependencies,
+  pod: PodIdentity,
+  reason: SkipReason,
+  details: Record<string, unknown>,
+): void {
+  if (!pod.dryRun) deps.metrics.skips.inc({ reason });
+  const granted = reason === "opt_out" || reason === "already_rewritten";
+  deps.logger.info({ ...pod, reason, ...details }, granted ? "skipped" : "skip ignored");
 }
 
 function recordRewrite(

@@ -22,6 +22,17 @@ export const ADMISSION_OUTCOMES = [
 ] as const;
 export type AdmissionOutcome = (typeof ADMISSION_OUTCOMES)[number];
 
+/**
+ * Why a pod or an image was not evaluated by the rules, or why such a skip was not granted:
+ * `opt_out` (an opt-out annotation honoured: the pod admitted unchanged), `already_rewritten`
+ * (an image the original-images record shows ImageShift produced, and the current rules agree),
+ * `opt_out_ignored` (an opt-out annotation in a strict namespace: the pod evaluated all the
+ * same), `record_ignored` (a record entry the current rules do not agree with, forged or stale:
+ * the image evaluated all the same).
+ */
+export const SKIP_REASONS = ["opt_out", "already_rewritten", "opt_out_ignored", "record_ignored"] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly registries = new Set<string>();
@@ -52,6 +63,13 @@ export class Metrics {
     name: "imageshift_audit_would_rewrite_total",
     help: "Images an Audit-mode rule would have rewritten (nothing was changed).",
     labelNames: ["rule_kind", "rule_name"] as const,
+    registers: [this.registry],
+  });
+
+  readonly skips = new Counter({
+    name: "imageshift_skips_total",
+    help: `Skips asked for, by reason (${SKIP_REASONS.join(", ")}); the *_ignored ones were not granted.`,
+    labelNames: ["reason"] as const,
     registers: [this.registry],
   });
 
