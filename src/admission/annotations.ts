@@ -36,10 +36,13 @@ export function hasAnnotations(pod: unknown): boolean {
   return Boolean(metadata?.annotations && typeof metadata.annotations === "object");
 }
 
-/** True when the pod opted out with `imageshift.dev/skip: "true"` or `rewrite-disabled: "true"`. */
-export function optedOut(pod: unknown): boolean {
+/**
+ * The opt-out annotations the pod carries with the value `"true"` (`imageshift.dev/skip`,
+ * `rewrite-disabled`); empty when it did not opt out.
+ */
+export function optOutAnnotations(pod: unknown): string[] {
   const annotations = annotationsOf(pod);
-  return annotations[SKIP_ANNOTATION] === "true" || annotations[COMPAT_SKIP_ANNOTATION] === "true";
+  return [SKIP_ANNOTATION, COMPAT_SKIP_ANNOTATION].filter((name) => annotations[name] === "true");
 }
 
 /** Reads the record; a value that is not ours (hand-edited, garbage) reads as empty. */

@@ -388,6 +388,67 @@ describe("imageshift_admission_requests_total", () => {
   });
 });
 
+describe("strict namespaces", () => {
+  const OPT_OUT = readFileSync(
+    join(ROOT, "test", "fixtures", "admission", "pod-create-opt-out-skip.json"),
+    "utf8",
+  );
+  type Answer = { response: { allowed: boolean; patch?: string; warnings?: string[] } };
+
+  it("/mutate/strict serves the strict entry: the opt-out is ignored there, honoured on /mutate", async () => {
+    const rules = new FakeRules();
+    rules.load(examples);
+    const app = await start(rules);
+    try {
+      const strict = await mutate(app.webhookPort, caPem, OPT_OUT, "/mutate/strict");
+      assert.equal(strict.status, 200);
+      const strictAnswer = JSON.parse(strict.text) as Answer;
+      assert.equal(strictAnswer.response.allowed, true);
+      assert.ok(strictAnswer.response.patch, "the pod is rewritten");
+      assert.deepEqual(strictAnswer.response.warnings, [
+        'imageshift: annotation imageshift.dev/skip: "true" is ignored in strict namespace team-b; images are rewritten as usual',
+      ]);
+      const plain = JSON.parse((await mutate(app.webhookPort, caPem, OPT_OUT)).text) as Answer;
+      assert.equal(plain.response.patch, undefined, "opted out on /mutate");
+
+      const text = (await probe(app.metricsPort, "/metrics")).text.split("\n");
+      for (const line of [
+        'imageshift_admission_requests_total{webhook="mutate/strict",operation="CREATE",outcome="patched"} 1',
+        'imageshift_admission_requests_total{webhook="mutate",operation="CREATE",outcome="skipped"} 1',
+        'imageshift_skips_total{reason="opt_out_ignored"} 1',
+        'imageshift_skips_total{reason="opt_out"} 1',
+      ])
+        assert.ok(text.includes(line), line);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+
+  it("a namespace labelled <namespaceLabel>=strict is strict on /mutate too (cluster mode)", async () => {
+    const rules = new FakeRules();
+    rules.load(examples);
+    const app = await startApp({
+      rules,
+      certificates: staticCertificate(pair),
+      logger: silentLogger,
+      namespaceLabels: (namespace) =>
+        namespace === "team-b" ? { "example.com/shift": "strict" } : undefined,
+      namespaceLabel: "example.com/shift",
+      host: "127.0.0.1",
+      port: 0,
+      metricsHost: "127.0.0.1",
+      metricsPort: 0,
+    });
+    try {
+      const answer = JSON.parse((await mutate(app.webhookPort, caPem, OPT_OUT)).text) as Answer;
+      assert.ok(answer.response.patch, "the pod is rewritten");
+      assert.match(answer.response.warnings?.[0] ?? "", /is ignored in strict namespace team-b/);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+});
+
 describe("start failures", () => {
   it("rejects when the webhook port is taken", async () => {
     const blocker = net.createServer();

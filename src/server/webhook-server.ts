@@ -48,6 +48,11 @@ function send(response: ServerResponse, status: number, body: unknown, close = f
   response.end(text);
 }
 
+/** `a`, `a or b`, `a, b or c`. */
+function either(paths: string[]): string {
+  return paths.length < 2 ? paths.join("") : `${paths.slice(0, -1).join(", ")} or ${paths.at(-1)}`;
+}
+
 export class WebhookServer {
   readonly server: Server;
   private readonly options: WebhookServerOptions;
@@ -93,7 +98,7 @@ export class WebhookServer {
       if (!handler)
         throw new HttpError(
           404,
-          `no webhook at ${JSON.stringify(path)}; use ${Object.keys(handlers).join(" or ")}`,
+          `no webhook at ${JSON.stringify(path)}; use ${either(Object.keys(handlers))}`,
         );
       if (request.method !== "POST")
         throw new HttpError(405, `method ${request.method} is not allowed; use POST`);
