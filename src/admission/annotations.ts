@@ -3,8 +3,10 @@
  *
  * `imageshift.dev/original-images` records, per image field, the original image, the image
  * ImageShift produced and the rule that did it. It is what makes the webhook idempotent:
- * an image equal to the one recorded as produced is never rewritten again (re-invocation,
- * later UPDATEs), and it tells a user what happened and why.
+ * an image equal to the one recorded as produced is not rewritten again (re-invocation), and
+ * it tells a user what happened and why. Anyone who writes the pod can write the annotation,
+ * so an entry is trusted only when the current rules make its image of its original
+ * (`recordAgrees` in mutate.ts).
  */
 
 export const ORIGINAL_IMAGES_ANNOTATION = "imageshift.dev/original-images";
@@ -34,10 +36,13 @@ export function hasAnnotations(pod: unknown): boolean {
   return Boolean(metadata?.annotations && typeof metadata.annotations === "object");
 }
 
-/** True when the pod opted out with `imageshift.dev/skip: "true"` or `rewrite-disabled: "true"`. */
-export function optedOut(pod: unknown): boolean {
+/**
+ * The opt-out annotations the pod carries with the value `"true"` (`imageshift.dev/skip`,
+ * `rewrite-disabled`); empty when it did not opt out.
+ */
+export function optOutAnnotations(pod: unknown): string[] {
   const annotations = annotationsOf(pod);
-  return annotations[SKIP_ANNOTATION] === "true" || annotations[COMPAT_SKIP_ANNOTATION] === "true";
+  return [SKIP_ANNOTATION, COMPAT_SKIP_ANNOTATION].filter((name) => annotations[name] === "true");
 }
 
 /** Reads the record; a value that is not ours (hand-edited, garbage) reads as empty. */

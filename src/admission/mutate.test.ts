@@ -85,6 +85,8 @@ interface RunOptions {
   rules?: Rewriter | undefined;
   failClosed?: boolean;
   namespaceLabels?: (namespace: string) => Labels | undefined;
+  strict?: boolean;
+  namespaceLabel?: string;
 }
 
 function run(request: AdmissionRequest, options: RunOptions = {}): Run {
@@ -104,6 +106,8 @@ function run(request: AdmissionRequest, options: RunOptions = {}): Run {
     rules: () => spy,
     namespaceLabels: options.namespaceLabels ?? (() => undefined),
     failClosed: options.failClosed ?? false,
+    ...(options.strict !== undefined ? { strict: options.strict } : {}),
+    ...(options.namespaceLabel !== undefined ? { namespaceLabel: options.namespaceLabel } : {}),
     metrics,
     logger,
   });
@@ -297,22 +301,18 @@ describe("appliesTo", () => {
 });
 
 describe("candidates", () => {
-  test("CREATE: every image field except those the record says ImageShift produced", () => {
+  test("CREATE: every image field, the record notwithstanding (it is checked later)", () => {
     const request = fixture("pod-create-reinvoked-injected-sidecar.json");
-    const fromRecord = {
-      "containers/cart": { original: "x", image: "mirror.local/ghcr.io/acme/cart:4.2.0", rule: "r" },
-    };
     assert.deepEqual(
-      candidates(request, fromRecord).map((field) => field.key),
-      ["initContainers/istio-init", "containers/istio-proxy"],
+      candidates(request).map((field) => field.key),
+      ["initContainers/istio-init", "containers/cart", "containers/istio-proxy"],
     );
-    assert.equal(candidates(request, {}).length, 3);
   });
 
   test("UPDATE: only fields whose image differs from oldObject", () => {
     const request = fixture("pod-update-set-image.json");
     assert.deepEqual(
-      candidates(request, {}).map((field) => [field.key, field.image]),
+      candidates(request).map((field) => [field.key, field.image]),
       [["containers/app", "nginx:1.27"]],
     );
   });
@@ -694,19 +694,32 @@ describe("pods/ephemeralcontainers (kubectl debug)", () => {
 
 describe("re-invocation", () => {
   test("an object that already carries our patch and annotation is not rewritten again, even by ^(.*)$", async () => {
+    // The catch-all rule made the record; next to the mirror rules it still decides these images.
+    // (Rules that make something else of the originals: "a stale entry", below.)
     const request = fixture("pod-create-reinvoked.json");
-    for (const rules of [
-      CATCH_ALL,
-      MIRROR,
-      rulesFromYaml(`${MIRROR_YAML}\n---\n${CATCH_ALL_YAML}`).ruleSet,
-    ]) {
+    for (const rules of [CATCH_ALL, rulesFromYaml(`${MIRROR_YAML}\n---\n${CATCH_ALL_YAML}`).ruleSet]) {
       const result = run(request, { rules });
       assertNoPatch(result);
       assert.equal(result.outcome, "unchanged");
       assert.equal(result.review.response.warnings, undefined);
-      assert.equal(result.calls.length, 0);
+      // Only the recorded originals were evaluated (to check the record), never our output.
+      assert.deepEqual(
+        result.calls.map((call) => call.image),
+        ["gcr.io/acme-prod/web-migrate:3.1.0", "nginx:1.25", "quay.io/prometheus/node-exporter:v1.8.1"],
+      );
       assert.equal(await metricValue(result.metrics, "imageshift_rewrites_total"), 0);
-      assert.equal(result.logs.length, 0);
+      assert.equal(
+        await metricValue(result.metrics, "imageshift_skips_total", { reason: "already_rewritten" }),
+        3,
+      );
+      assert.deepEqual(
+        result.logs.map((line) => [line.msg, line.reason, line.container]),
+        [
+          ["skipped", "already_rewritten", "initContainers/migrate"],
+          ["skipped", "already_rewritten", "containers/app"],
+          ["skipped", "already_rewritten", "containers/sidecar"],
+        ],
+      );
     }
   });
 
@@ -716,7 +729,7 @@ describe("re-invocation", () => {
     const pod = applied(run(request, { rules: CATCH_ALL }));
     assert.equal(
       jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
-      "mirror.local/mirror.local/nginx:1.25",
+      "mirror.local/mirror.local/docker.io/library/nginx:1.25",
     );
   });
 
@@ -741,9 +754,10 @@ describe("re-invocation", () => {
     const request = fixture("pod-create-reinvoked-injected-sidecar.json");
     const before = (request.object as Pod).metadata?.annotations ?? {};
     const result = run(request, { rules: CATCH_ALL });
+    // cart's recorded original is evaluated to check the record; cart itself is not.
     assert.deepEqual(
       result.calls.map((call) => call.image),
-      ["docker.io/istio/proxyv2:1.23.2", "docker.io/istio/proxyv2:1.23.2"],
+      ["docker.io/istio/proxyv2:1.23.2", "ghcr.io/acme/cart:4.2.0", "docker.io/istio/proxyv2:1.23.2"],
     );
     const pod = assertPatchedPod(
       result,
@@ -783,15 +797,144 @@ describe("re-invocation", () => {
   });
 });
 
+describe("the original-images record is trusted only when the current rules agree", () => {
+  /** The pod-create-no-annotations fixture (one container, tmp-shell: alpine:3.20) with a record. */
+  function withRecord(record: Record<string, unknown>, image = "alpine:3.20"): AdmissionRequest {
+    const request = withAnnotations(fixture("pod-create-no-annotations.json"), {
+      [ORIGINAL_IMAGES_ANNOTATION]: JSON.stringify(record),
+    });
+    setAt(request.object, "/spec/containers/0/image", image);
+    return request;
+  }
+  const REWRITTEN = "mirror.local/hub/library/alpine:3.20";
+
+  const forgeries: [string, Record<string, string>][] = [
+    ["naming the pod's own image as original and output", { original: "alpine:3.20", image: "alpine:3.20" }],
+    ["with an original the rules map elsewhere", { original: "busybox:1.36", image: "alpine:3.20" }],
+    ["with an original no rule rewrites", { original: "registry.k8s.io/pause:3.10", image: "alpine:3.20" }],
+    ["with a made-up rule", { original: "alpine:3.20", image: "alpine:3.20", rule: SWAP_HUB }],
+  ];
+  for (const [label, entry] of forgeries) {
+    test(`a hand-written entry ${label}: ignored, the image rewritten, logged and counted`, async () => {
+      const result = run(withRecord({ "containers/tmp-shell": entry }));
+      assertPatchedPod(
+        result,
+        { "/spec/containers/0/image": REWRITTEN },
+        { "containers/tmp-shell": { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB } },
+      );
+      assert.equal(
+        await metricValue(result.metrics, "imageshift_skips_total", { reason: "record_ignored" }),
+        1,
+      );
+      assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 1);
+      const ignored = result.logs.filter((line) => line.msg === "skip ignored");
+      assert.equal(ignored.length, 1);
+      assert.deepEqual(ignored[0], {
+        ...ignored[0],
+        level: 30,
+        reason: "record_ignored",
+        namespace: "default",
+        container: "containers/tmp-shell",
+        image: "alpine:3.20",
+        recordedOriginal: entry.original,
+      });
+    });
+  }
+
+  test("an entry the current rules agree with: the image is skipped, logged and counted", async () => {
+    const entry = { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB };
+    const result = run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN));
+    assertNoPatch(result);
+    assert.equal(result.outcome, "unchanged");
+    // The rules were asked about the recorded original only, never about the image itself.
+    assert.deepEqual(
+      result.calls.map((call) => call.image),
+      ["alpine:3.20"],
+    );
+    assert.equal(
+      await metricValue(result.metrics, "imageshift_skips_total", { reason: "already_rewritten" }),
+      1,
+    );
+    const skipped = result.logs.filter((line) => line.msg === "skipped");
+    assert.equal(skipped.length, 1);
+    assert.deepEqual(skipped[0], {
+      ...skipped[0],
+      level: 30,
+      reason: "already_rewritten",
+      container: "containers/tmp-shell",
+      image: REWRITTEN,
+      recordedOriginal: "alpine:3.20",
+    });
+  });
+
+  test("a stale entry (the rules changed since): ignored, the image evaluated by the current rules", async () => {
+    // Recorded by the catch-all rule; the mirror rules make something else of the original.
+    const request = fixture("pod-create-reinvoked.json");
+    const result = run(request, { rules: MIRROR });
+    assert.deepEqual(
+      result.calls.map((call) => call.image),
+      [
+        "gcr.io/acme-prod/web-migrate:3.1.0",
+        "mirror.local/gcr.io/acme-prod/web-migrate:3.1.0",
+        "nginx:1.25",
+        "mirror.local/docker.io/library/nginx:1.25",
+        "quay.io/prometheus/node-exporter:v1.8.1",
+        "mirror.local/quay.io/prometheus/node-exporter:v1.8.1",
+      ],
+    );
+    // The mirror rules leave mirror.local images alone.
+    assertNoPatch(result);
+    assert.equal(
+      await metricValue(result.metrics, "imageshift_skips_total", { reason: "record_ignored" }),
+      3,
+    );
+  });
+
+  test("a dry run: logged (marked), not counted", async () => {
+    const request = withRecord({ "containers/tmp-shell": { original: "alpine:3.20", image: "alpine:3.20" } });
+    const result = run({ ...request, dryRun: true });
+    assert.equal(result.outcome, "patched");
+    assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 0);
+    const ignored = result.logs.filter((line) => line.msg === "skip ignored");
+    assert.equal(ignored.length, 1);
+    assert.equal(ignored[0]?.dryRun, true);
+  });
+
+  test("an internal error while checking an entry is an internal error", () => {
+    const rules: Rewriter = {
+      rewrite(input, context) {
+        if (input === "alpine:3.20") return { ...unchanged(input), error: "engine failure", internal: true };
+        return MIRROR.rewrite(input, context);
+      },
+    };
+    const entry = { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB };
+    const result = run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN), { rules });
+    assert.equal(result.outcome, "failed_open");
+    assert.match(result.review.response.warnings?.[0] ?? "", /containers\/tmp-shell: engine failure/);
+  });
+});
+
 describe("opt-out annotations", () => {
   for (const name of ["pod-create-opt-out-skip.json", "pod-create-opt-out-rewrite-disabled.json"]) {
-    test(`${name}: allowed unchanged, rules not consulted`, async () => {
-      const result = run(fixture(name), { rules: CATCH_ALL });
+    test(`${name}: allowed unchanged, rules not consulted; logged and counted`, async () => {
+      const enabled = { "imageshift.dev": "enabled" };
+      const result = run(fixture(name), { rules: CATCH_ALL, namespaceLabels: () => enabled });
       assertNoPatch(result);
       assert.equal(result.outcome, "skipped");
       assert.equal(result.review.response.warnings, undefined);
       assert.equal(result.calls.length, 0);
       assert.equal(await metricValue(result.metrics, "imageshift_rewrites_total"), 0);
+      assert.equal(await metricValue(result.metrics, "imageshift_skips_total", { reason: "opt_out" }), 1);
+      assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 1);
+      assert.equal(result.logs.length, 1);
+      assert.deepEqual(result.logs[0], {
+        ...result.logs[0],
+        level: 30,
+        msg: "skipped",
+        reason: "opt_out",
+        namespace: "team-b",
+        annotations: [name.includes("skip") ? "imageshift.dev/skip" : "rewrite-disabled"],
+      });
     });
   }
 
@@ -822,6 +965,205 @@ describe("opt-out annotations", () => {
       );
       for (const [key, value] of Object.entries(annotations))
         assert.equal(pod.metadata?.annotations?.[key], value);
+    }
+  });
+});
+
+describe("strict namespaces", () => {
+  const STRICT_LABELS = { "imageshift.dev": "strict" };
+  const BAD_YAML = `
+apiVersion: dev.flemzord.fr/v1alpha1
+kind: RegistryRewriteRule
+metadata: { name: bad }
+spec:
+  rules:
+  - match: '^ghcr\\.io/(.*)$'
+    replace: 'mirror.local/UPPER/$1'
+    priority: 100
+  - match: '^quay\\.io/([^:@]+)(.*)$'
+    replace: 'mirror.local/$1/$1/$1/$1/$1/$1/$1/$1/$1/$1/$1/$1$2'
+    priority: 100
+`;
+  const BAD = rulesFromYaml(`${MIRROR_YAML}\n---\n${BAD_YAML}`).ruleSet;
+  /** The ways a namespace is known to be strict: the strict webhook path, or its label. */
+  const STRICT_WAYS: [string, RunOptions][] = [
+    ["called on the strict path", { strict: true }],
+    ["labelled imageshift.dev=strict", { namespaceLabels: () => STRICT_LABELS }],
+    [
+      "labelled with the configured key",
+      { namespaceLabel: "example.com/shift", namespaceLabels: () => ({ "example.com/shift": "strict" }) },
+    ],
+  ];
+
+  for (const [way, options] of STRICT_WAYS) {
+    for (const [name, annotation, image, rewritten] of [
+      [
+        "pod-create-opt-out-skip.json",
+        "imageshift.dev/skip",
+        "quay.io/acme/legacy-batch:1.0.3",
+        "mirror.local/quay/acme/legacy-batch:1.0.3",
+      ],
+      [
+        "pod-create-opt-out-rewrite-disabled.json",
+        "rewrite-disabled",
+        "quay.io/acme/vendor-appliance:1.0.3",
+        "mirror.local/quay/acme/vendor-appliance:1.0.3",
+      ],
+    ] as const) {
+      test(`${way}: ${annotation} is ignored with a warning; the pod is rewritten; logged and counted`, async () => {
+        const result = run(fixture(name), options);
+        assert.deepEqual(result.review.response.warnings, [
+          `imageshift: annotation ${annotation}: "true" is ignored in strict namespace team-b; images are rewritten as usual`,
+        ]);
+        const busybox = "mirror.local/approved/busybox:1.36.1";
+        const pod = assertPatchedPod(
+          result,
+          { "/spec/initContainers/0/image": busybox, "/spec/containers/0/image": rewritten },
+          {
+            "initContainers/setup": { original: "busybox:1.36", image: busybox, rule: EXACT_BUSYBOX },
+            "containers/main": { original: image, image: rewritten, rule: SWAP_QUAY },
+          },
+        );
+        assert.equal(pod.metadata?.annotations?.[annotation], "true", "the annotation itself is left");
+        assert.equal(
+          await metricValue(result.metrics, "imageshift_skips_total", { reason: "opt_out_ignored" }),
+          1,
+        );
+        assert.equal(await metricValue(result.metrics, "imageshift_skips_total", { reason: "opt_out" }), 0);
+        const ignored = result.logs.filter((line) => line.msg === "skip ignored");
+        assert.equal(ignored.length, 1);
+        assert.deepEqual(ignored[0], {
+          ...ignored[0],
+          level: 30,
+          reason: "opt_out_ignored",
+          namespace: "team-b",
+          annotations: [annotation],
+        });
+      });
+    }
+  }
+
+  test("both opt-out annotations: one warning each, one skip counted", async () => {
+    const request = withAnnotations(fixture("pod-create-opt-out-skip.json"), { "rewrite-disabled": "true" });
+    const result = run(request, { strict: true });
+    assert.equal(result.outcome, "patched");
+    assert.deepEqual(
+      result.review.response.warnings?.map((warning) => warning.split(":")[1]),
+      [" annotation imageshift.dev/skip", " annotation rewrite-disabled"],
+    );
+    assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 1);
+  });
+
+  test("only the value strict of the configured label key makes a namespace strict", () => {
+    const cases: [Labels | undefined, string | undefined][] = [
+      [{ "imageshift.dev": "enabled" }, undefined],
+      [{ "imageshift.dev": "Strict" }, undefined],
+      [{ "example.com/shift": "strict" }, undefined],
+      [{ "imageshift.dev": "strict" }, "example.com/shift"],
+      [undefined, undefined],
+    ];
+    for (const [labels, key] of cases) {
+      const result = run(fixture("pod-create-opt-out-skip.json"), {
+        namespaceLabels: () => labels,
+        ...(key ? { namespaceLabel: key } : {}),
+      });
+      assert.equal(result.outcome, "skipped", JSON.stringify([labels, key]));
+    }
+  });
+
+  test("a forged original-images entry is ignored there too", () => {
+    const request = withAnnotations(fixture("pod-create-no-annotations.json"), {
+      [ORIGINAL_IMAGES_ANNOTATION]: JSON.stringify({
+        "containers/tmp-shell": { original: "alpine:3.20", image: "alpine:3.20" },
+      }),
+    });
+    const pod = applied(run(request, { strict: true }));
+    assert.equal(
+      jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
+      "mirror.local/hub/library/alpine:3.20",
+    );
+  });
+
+  for (const [way, options] of STRICT_WAYS) {
+    test(`${way}: a rule that fails refuses the pod, naming the field, the image, the rule and the reason`, async () => {
+      const result = run(fixture("pod-create.json"), { rules: BAD, ...options });
+      assert.equal(result.outcome, "denied");
+      const { response } = result.review;
+      assert.equal(response.allowed, false);
+      assert.equal(response.patch, undefined);
+      assert.equal(response.status?.code, 403);
+      assert.equal(response.status?.reason, "Forbidden");
+      const message = response.status?.message ?? "";
+      const [head, sidecar, volume, ...rest] = message.split("; ");
+      assert.deepEqual(rest, []);
+      assert.equal(
+        head,
+        "imageshift: pod refused in strict namespace team-a, as an image not rewritten must not run there",
+      );
+      assert.match(
+        sidecar ?? "",
+        /^containers\/sidecar: image "quay\.io\/prometheus\/node-exporter:v1\.8\.1@sha256:0+" not rewritten: rule RegistryRewriteRule\/bad spec\.rules\[1\] produced .*(255|too long)/,
+      );
+      assert.match(
+        volume ?? "",
+        /^volumes\/models: image "ghcr\.io\/org\/models:v2" not rewritten: rule RegistryRewriteRule\/bad spec\.rules\[0\] produced invalid image reference "mirror\.local\/UPPER\/org\/models:v2"/,
+      );
+      assert.equal(await metricValue(result.metrics, "imageshift_errors_total", { kind: "rule" }), 2);
+      assert.equal(await metricValue(result.metrics, "imageshift_rewrites_total"), 0, "nothing was admitted");
+      assert.equal(result.logs.filter((line) => line.msg === "image not rewritten").length, 2);
+    });
+  }
+
+  test("(control) outside a strict namespace the same pod is admitted with warnings", () => {
+    const result = run(fixture("pod-create.json"), {
+      rules: BAD,
+      namespaceLabels: () => ({ "imageshift.dev": "enabled" }),
+    });
+    assert.equal(result.outcome, "patched");
+    assert.equal(result.review.response.warnings?.length, 2);
+  });
+
+  test("an invalid image in the pod is not a rule error: kept with a warning, as elsewhere", () => {
+    const result = run(fixture("pod-create-invalid-image.json"), { strict: true });
+    assert.equal(result.review.response.allowed, true);
+    assert.match(result.review.response.warnings?.[0] ?? "", /image left as it was$/);
+  });
+
+  test("an internal error refuses the pod even without failClosed", async () => {
+    const throwing: Rewriter = {
+      rewrite() {
+        throw new Error("rule index corrupted");
+      },
+    };
+    for (const options of [
+      { rules: throwing, strict: true },
+      { rules: throwing, namespaceLabels: () => STRICT_LABELS },
+      { rules: undefined, strict: true },
+      {
+        strict: true,
+        namespaceLabels: () => {
+          throw new Error("namespace cache not synced");
+        },
+      },
+    ] satisfies RunOptions[]) {
+      const result = run(fixture("pod-create.json"), options);
+      assert.equal(result.outcome, "denied");
+      assert.equal(result.review.response.allowed, false);
+      assert.equal(result.review.response.status?.code, 500);
+      assert.match(
+        result.review.response.status?.message ?? "",
+        /^imageshift: internal error while rewriting images \(strict namespace team-a\): (rule index corrupted|no rule set is loaded yet|namespace cache not synced)$/,
+      );
+      assert.equal(await metricValue(result.metrics, "imageshift_errors_total", { kind: "internal" }), 1);
+    }
+  });
+
+  test("without an opt-out or a rule problem, a strict namespace is served as any other", () => {
+    for (const name of ["pod-create.json", "pod-create-reinvoked.json", "pod-update-set-image.json"]) {
+      const plain = run(fixture(name));
+      const strict = run(fixture(name), { strict: true });
+      assert.deepEqual(strict.review, plain.review, name);
+      assert.equal(strict.outcome, plain.outcome, name);
     }
   });
 });
@@ -1176,7 +1518,7 @@ describe("internal errors", () => {
     });
   }
 
-  test("an internal error on a later image discards the rewrites already made", () => {
+  test("an internal error on a later image discards the rewrites already made", async () => {
     let call = 0;
     const rules: Rewriter = {
       rewrite(input, context) {
@@ -1189,6 +1531,9 @@ describe("internal errors", () => {
     assertNoPatch(result);
     assert.equal(result.outcome, "failed_open");
     assert.match(result.review.response.warnings?.[0] ?? "", /third image exploded/);
+    // Nothing was admitted rewritten: no rewrite logged or counted.
+    assert.equal(rewriteLogs(result).length, 0);
+    assert.equal(await metricValue(result.metrics, "imageshift_rewrites_total"), 0);
   });
 
   test("no rule set loaded yet: fail open; with failClosed, denied", async () => {

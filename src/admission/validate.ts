@@ -6,9 +6,10 @@
 import { formatLocation } from "../errors.ts";
 import { compileObject } from "../rules/compile.ts";
 import { COMPAT_GROUP, IMAGESHIFT_GROUP } from "../rules/schema.ts";
+import type { AdmissionOutcome } from "../telemetry/metrics.ts";
 import { type AdmissionRequest, type AdmissionReview, allowed, denied } from "./review.ts";
 
-export type ValidateOutcome = "allowed" | "denied" | "skipped";
+export type ValidateOutcome = Extract<AdmissionOutcome, "allowed" | "denied" | "skipped">;
 
 const RULE_GROUPS = new Set([IMAGESHIFT_GROUP, COMPAT_GROUP]);
 

@@ -5,6 +5,7 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { DEFAULT_NAMESPACE_LABEL } from "../admission/mutate.ts";
 import { ListenError, UsageError } from "../errors.ts";
 import { FileRuleSource } from "../rules/file-source.ts";
 import { type RunningApp, startApp } from "../server/app.ts";
@@ -15,8 +16,9 @@ import { usageError } from "./usage.ts";
 
 export const SERVE_HELP = `Usage: imageshift serve [--rules PATH] [options]
 
-Serves the mutating (/mutate) and validating (/validate) admission webhooks over HTTPS,
-and /healthz, /readyz and /metrics over plain HTTP on a separate port.
+Serves the mutating (/mutate, and /mutate/strict for strict namespaces) and validating
+(/validate) admission webhooks over HTTPS, and /healthz, /readyz and /metrics over plain HTTP
+on a separate port.
 
 Options:
   --rules PATH                rule file or folder, watched and hot-reloaded (standalone mode);
@@ -31,6 +33,8 @@ Options:
                               ca.pem (default $TMPDIR/imageshift/PORT, PORT being --port;
                               $TMPDIR/imageshift/pid-PID for --port 0)
   --fail-closed               deny pods on internal errors (default: admit them unchanged)
+  --namespace-label KEY       cluster mode: a namespace labelled KEY=strict is strict on
+                              /mutate too (default imageshift.dev; the chart's namespaceLabel)
   --shutdown-timeout SECONDS  how long requests in flight may take on SIGTERM (default 25)
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
   --mrw-metrics               also export the Mutating Registry Webhook's metrics
@@ -108,6 +112,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "tls-key-file": { type: "string" },
       "self-signed-dir": { type: "string" },
       "fail-closed": { type: "boolean", default: false },
+      "namespace-label": { type: "string", default: DEFAULT_NAMESPACE_LABEL },
       "shutdown-timeout": { type: "string", default: "25" },
       "log-level": { type: "string", default: "info" },
       "disable-compat-kind": { type: "boolean", default: false },
@@ -146,6 +151,8 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
 
   const webhookPort = port(values.port, "--port", 8443);
   const metricsPort = port(values["metrics-port"], "--metrics-port", 8080);
+  if (values["namespace-label"] === "")
+    throw usageError("--namespace-label must be a label key, such as imageshift.dev", "serve");
   const logger = createLogger(level);
   if (values["tls-secret"] && (values.rules || certFile)) {
     throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
@@ -191,6 +198,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       logger,
       ...("namespaceLabels" in mode ? { namespaceLabels: mode.namespaceLabels } : {}),
       failClosed: values["fail-closed"],
+      namespaceLabel: values["namespace-label"],
       mrwMetrics: values["mrw-metrics"],
       host: values["bind-address"],
       port: webhookPort,

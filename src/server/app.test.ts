@@ -8,7 +8,7 @@ import { before, describe, it } from "node:test";
 import { type CompiledRules, loadRules } from "../rules/load.ts";
 import type { RuleSource } from "../rules/source.ts";
 import { type Logger, silentLogger } from "../telemetry/logger.ts";
-import { Metrics } from "../telemetry/metrics.ts";
+import { ADMISSION_OUTCOMES, Metrics } from "../telemetry/metrics.ts";
 import { captureLogger } from "../telemetry/testing.ts";
 import { within } from "../testing.ts";
 import { localhostCertificate } from "../tls/testing.ts";
@@ -88,7 +88,13 @@ function probe(port: number, path: string): Promise<Reply> {
   });
 }
 
-function mutate(port: number, ca: string, body = FIXTURE): Promise<Reply> {
+function mutate(
+  port: number,
+  ca: string,
+  body = FIXTURE,
+  path = "/mutate",
+  contentType = "application/json",
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -97,8 +103,8 @@ function mutate(port: number, ca: string, body = FIXTURE): Promise<Reply> {
         ca,
         agent: false,
         method: "POST",
-        path: "/mutate",
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+        path,
+        headers: { "content-type": contentType, "content-length": Buffer.byteLength(body) },
       },
       (res) => collect(res, resolve, reject),
     );
@@ -344,6 +350,131 @@ describe("probes", () => {
       await mutate(app.webhookPort, caPem);
       const text = await metrics.registry.getSingleMetricAsString("imageshift_admission_requests_total");
       assert.match(text, /outcome="patched"\} 1/);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+});
+
+/** A review of `request` (merged over the pod-create fixture's request). */
+function reviewOf(request: Record<string, unknown>): string {
+  const fixture = JSON.parse(FIXTURE) as { request: Record<string, unknown> };
+  return JSON.stringify({ ...fixture, request: { ...fixture.request, ...request } });
+}
+
+/** A rule object to validate, as the API server would send it to /validate. */
+function ruleReview(uid: string, spec: unknown): string {
+  return reviewOf({
+    uid,
+    resource: { group: "imageshift.dev", version: "v1", resource: "imageshifts" },
+    object: { apiVersion: "imageshift.dev/v1", kind: "Imageshift", metadata: { name: uid }, spec },
+  });
+}
+
+describe("imageshift_admission_requests_total", () => {
+  it("its HELP lists exactly the outcomes the server records", async () => {
+    const rules = new FakeRules();
+    const app = await start(rules);
+    try {
+      const post = (body: string, path = "/mutate", type = "application/json") =>
+        mutate(app.webhookPort, caPem, body, path, type);
+      // One request per outcome the handlers and the server can give.
+      await post(FIXTURE); // failed_open: no rule set loaded yet
+      rules.load(examples);
+      await post(FIXTURE); // patched
+      const pause = { name: "pause", image: "registry.k8s.io/pause:3.10" };
+      await post(
+        reviewOf({ object: { kind: "Pod", metadata: { name: "p" }, spec: { containers: [pause] } } }),
+      );
+      await post(reviewOf({ resource: { group: "", version: "v1", resource: "configmaps" } })); // skipped
+      await post(
+        ruleReview("good", { mappings: { swap: [{ registry: "a.io", target: "b.io" }] } }),
+        "/validate",
+      );
+      await post(ruleReview("bad", { priority: "high" }), "/validate"); // denied
+      await post(FIXTURE, "/mutate", "text/plain"); // invalid
+
+      const text = (await probe(app.metricsPort, "/metrics")).text;
+      const help = /^# HELP imageshift_admission_requests_total .*\(([^)]*)\)\.$/m.exec(text);
+      assert.ok(help, "the HELP line names the outcomes in parentheses");
+      const listed = (help[1] ?? "").split(", ").sort();
+      const recorded = [
+        ...new Set(
+          [...text.matchAll(/^imageshift_admission_requests_total\{.*outcome="([^"]+)"\}/gm)].map(
+            (m) => m[1],
+          ),
+        ),
+      ].sort();
+      // Every outcome the handlers' types allow was seen (this test gives each one)…
+      assert.deepEqual(recorded, [...ADMISSION_OUTCOMES].sort());
+      // …and HELP lists exactly those.
+      assert.deepEqual(listed, recorded);
+      // docs/webhook.md's metrics table lists the same outcomes.
+      const docs = readFileSync(join(ROOT, "docs", "webhook.md"), "utf8");
+      const row = /^\| `imageshift_admission_requests_total` \| .*\(([^)]*)\) \|$/m.exec(docs);
+      assert.ok(row, "docs/webhook.md has the metric's row");
+      assert.deepEqual((row[1] ?? "").split(", ").sort(), recorded);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+});
+
+describe("strict namespaces", () => {
+  const OPT_OUT = readFileSync(
+    join(ROOT, "test", "fixtures", "admission", "pod-create-opt-out-skip.json"),
+    "utf8",
+  );
+  type Answer = { response: { allowed: boolean; patch?: string; warnings?: string[] } };
+
+  it("/mutate/strict serves the strict entry: the opt-out is ignored there, honoured on /mutate", async () => {
+    const rules = new FakeRules();
+    rules.load(examples);
+    const app = await start(rules);
+    try {
+      const strict = await mutate(app.webhookPort, caPem, OPT_OUT, "/mutate/strict");
+      assert.equal(strict.status, 200);
+      const strictAnswer = JSON.parse(strict.text) as Answer;
+      assert.equal(strictAnswer.response.allowed, true);
+      assert.ok(strictAnswer.response.patch, "the pod is rewritten");
+      assert.deepEqual(strictAnswer.response.warnings, [
+        'imageshift: annotation imageshift.dev/skip: "true" is ignored in strict namespace team-b; images are rewritten as usual',
+      ]);
+      const plain = JSON.parse((await mutate(app.webhookPort, caPem, OPT_OUT)).text) as Answer;
+      assert.equal(plain.response.patch, undefined, "opted out on /mutate");
+
+      const text = (await probe(app.metricsPort, "/metrics")).text.split("\n");
+      for (const line of [
+        'imageshift_admission_requests_total{webhook="mutate/strict",operation="CREATE",outcome="patched"} 1',
+        'imageshift_admission_requests_total{webhook="mutate",operation="CREATE",outcome="skipped"} 1',
+        'imageshift_skips_total{reason="opt_out_ignored"} 1',
+        'imageshift_skips_total{reason="opt_out"} 1',
+      ])
+        assert.ok(text.includes(line), line);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+
+  it("a namespace labelled <namespaceLabel>=strict is strict on /mutate too (cluster mode)", async () => {
+    const rules = new FakeRules();
+    rules.load(examples);
+    const app = await startApp({
+      rules,
+      certificates: staticCertificate(pair),
+      logger: silentLogger,
+      namespaceLabels: (namespace) =>
+        namespace === "team-b" ? { "example.com/shift": "strict" } : undefined,
+      namespaceLabel: "example.com/shift",
+      host: "127.0.0.1",
+      port: 0,
+      metricsHost: "127.0.0.1",
+      metricsPort: 0,
+    });
+    try {
+      const answer = JSON.parse((await mutate(app.webhookPort, caPem, OPT_OUT)).text) as Answer;
+      assert.ok(answer.response.patch, "the pod is rewritten");
+      assert.match(answer.response.warnings?.[0] ?? "", /is ignored in strict namespace team-b/);
     } finally {
       await app.stop(1000);
     }

@@ -2,7 +2,7 @@
  * Wires one running ImageShift webhook: a rule source, a certificate source, the HTTPS
  * webhook server and the probes server. `imageshift serve` and the tests both start it here.
  */
-import { handleMutate } from "../admission/mutate.ts";
+import { handleMutate, type MutateDependencies } from "../admission/mutate.ts";
 import { handleValidate } from "../admission/validate.ts";
 import type { Labels } from "../rules/selector.ts";
 import type { RuleSource } from "../rules/source.ts";
@@ -19,6 +19,8 @@ export interface AppOptions {
   logger: Logger;
   /** Namespace labels when known (cluster mode); standalone mode knows none. */
   namespaceLabels?: (namespace: string) => Labels | undefined;
+  /** The namespace label key whose value `strict` marks a strict namespace (default `imageshift.dev`). */
+  namespaceLabel?: string;
   failClosed?: boolean;
   host: string;
   port: number;
@@ -66,20 +68,28 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     if (loaded) reloaded(loaded.ruleSet.size);
 
     const pair = await certificates.start();
-    const mutate: AdmissionHandler = (request) =>
-      handleMutate(request, {
-        rules: () => rules.current()?.ruleSet,
-        namespaceLabels: options.namespaceLabels ?? (() => undefined),
-        failClosed: options.failClosed ?? false,
-        metrics,
-        logger,
-      });
+    const mutateDeps: MutateDependencies = {
+      rules: () => rules.current()?.ruleSet,
+      namespaceLabels: options.namespaceLabels ?? (() => undefined),
+      failClosed: options.failClosed ?? false,
+      ...(options.namespaceLabel ? { namespaceLabel: options.namespaceLabel } : {}),
+      metrics,
+      logger,
+    };
+    const strictDeps: MutateDependencies = { ...mutateDeps, strict: true };
+    const mutate: AdmissionHandler = (request) => handleMutate(request, mutateDeps);
+    const mutateStrict: AdmissionHandler = (request) => handleMutate(request, strictDeps);
+    const withMrw = (handler: AdmissionHandler) =>
+      mrw ? mrw.wrap(handler, () => rules.current()?.ruleSet.size) : handler;
     const server = new WebhookServer({
       tls: pair,
       metrics,
       logger,
       handlers: {
-        "/mutate": mrw ? mrw.wrap(mutate, () => rules.current()?.ruleSet.size) : mutate,
+        "/mutate": withMrw(mutate),
+        // The strict webhook entry (namespaces labelled `<label>=strict`) calls this path: the
+        // namespace is strict whatever the pod says, and without knowing namespace labels.
+        "/mutate/strict": withMrw(mutateStrict),
         "/validate": handleValidate,
       },
     });

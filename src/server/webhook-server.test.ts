@@ -292,7 +292,7 @@ describe("webhook server through startApp", () => {
       const reply = await request(port, caPem, { path, body: FIXTURE });
       assert.equal(reply.status, 404, path);
       const body = JSON.parse(reply.text) as { error: string };
-      assert.match(body.error, /use \/mutate or \/validate/);
+      assert.match(body.error, /use \/mutate, \/mutate\/strict or \/validate$/);
     }
     // A query string does not change the route.
     const withQuery = await request(port, caPem, { path: "/mutate?timeout=10s", body: FIXTURE });

@@ -12,11 +12,14 @@ import type { SecureContextOptions } from "node:tls";
 import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../admission/review.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Metrics } from "../telemetry/metrics.ts";
+import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { HttpError, MAX_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
 
-export type AdmissionHandler = (request: AdmissionRequest) => { review: AdmissionReview; outcome: string };
+export type AdmissionHandler = (request: AdmissionRequest) => {
+  review: AdmissionReview;
+  outcome: AdmissionOutcome;
+};
 
 export interface WebhookServerOptions {
   tls: SecureContextOptions;
@@ -43,6 +46,11 @@ function send(response: ServerResponse, status: number, body: unknown, close = f
     ...(close ? { connection: "close" } : {}),
   });
   response.end(text);
+}
+
+/** `a`, `a or b`, `a, b or c`. */
+function either(paths: string[]): string {
+  return paths.length < 2 ? paths.join("") : `${paths.slice(0, -1).join(", ")} or ${paths.at(-1)}`;
 }
 
 export class WebhookServer {
@@ -90,7 +98,7 @@ export class WebhookServer {
       if (!handler)
         throw new HttpError(
           404,
-          `no webhook at ${JSON.stringify(path)}; use ${Object.keys(handlers).join(" or ")}`,
+          `no webhook at ${JSON.stringify(path)}; use ${either(Object.keys(handlers))}`,
         );
       if (request.method !== "POST")
         throw new HttpError(405, `method ${request.method} is not allowed; use POST`);

@@ -6,13 +6,40 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 const REGISTRY_LABEL_LIMIT = 100;
 
+/**
+ * Every `outcome` of `imageshift_admission_requests_total`: the handlers' own (`/mutate`,
+ * `/validate`) and the server's `invalid`. The handlers' outcome types are drawn from this list,
+ * so the HELP text, built from it, cannot miss one.
+ */
+export const ADMISSION_OUTCOMES = [
+  "patched",
+  "unchanged",
+  "skipped",
+  "allowed",
+  "denied",
+  "failed_open",
+  "invalid",
+] as const;
+export type AdmissionOutcome = (typeof ADMISSION_OUTCOMES)[number];
+
+/**
+ * Why a pod or an image was not evaluated by the rules, or why such a skip was not granted:
+ * `opt_out` (an opt-out annotation honoured: the pod admitted unchanged), `already_rewritten`
+ * (an image the original-images record shows ImageShift produced, and the current rules agree),
+ * `opt_out_ignored` (an opt-out annotation in a strict namespace: the pod evaluated all the
+ * same), `record_ignored` (a record entry the current rules do not agree with, forged or stale:
+ * the image evaluated all the same).
+ */
+export const SKIP_REASONS = ["opt_out", "already_rewritten", "opt_out_ignored", "record_ignored"] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly registries = new Set<string>();
 
   readonly admissionRequests = new Counter({
     name: "imageshift_admission_requests_total",
-    help: "Admission requests by webhook, operation and outcome (patched, unchanged, skipped, denied, failed_open, invalid).",
+    help: `Admission requests by webhook, operation and outcome (${ADMISSION_OUTCOMES.join(", ")}).`,
     labelNames: ["webhook", "operation", "outcome"] as const,
     registers: [this.registry],
   });
@@ -36,6 +63,13 @@ export class Metrics {
     name: "imageshift_audit_would_rewrite_total",
     help: "Images an Audit-mode rule would have rewritten (nothing was changed).",
     labelNames: ["rule_kind", "rule_name"] as const,
+    registers: [this.registry],
+  });
+
+  readonly skips = new Counter({
+    name: "imageshift_skips_total",
+    help: `Skips asked for, by reason (${SKIP_REASONS.join(", ")}); the *_ignored ones were not granted.`,
+    labelNames: ["reason"] as const,
     registers: [this.registry],
   });
 

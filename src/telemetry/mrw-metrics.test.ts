@@ -178,7 +178,7 @@ spec: { rules: [{ match: '^example\.org/(.*)$', replace: 'mirror.corp/$1' }] }
       object: { spec: { containers: [{ name: "a", image: "Not//An:Image" }] } },
     };
     const handler = mrw.wrap(
-      () => ({
+      (_request: AdmissionRequest) => ({
         review: patched("u", [{ op: "replace", path: "/spec/containers/0/image", value: "mirror.corp/a:1" }]),
         outcome: "patched",
       }),

@@ -98,13 +98,13 @@ export class MrwMetrics {
   }
 
   /** `handler` with every call recorded; `rules` is the size of the active rule set, if any. */
-  wrap(handler: Handler, rules: () => number | undefined): Handler {
-    return (request) => {
+  wrap<H extends Handler>(handler: H, rules: () => number | undefined): H {
+    return ((request: AdmissionRequest) => {
       const started = process.hrtime.bigint();
       const result = handler(request);
       this.record(request, result, rules(), Number(process.hrtime.bigint() - started) / 1e9);
       return result;
-    };
+    }) as H;
   }
 
   private record(

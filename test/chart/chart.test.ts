@@ -593,6 +593,7 @@ describe("safe defaults (default render)", () => {
       "--port=8443",
       "--metrics-port=8080",
       "--log-level=info",
+      "--namespace-label=imageshift.dev",
       `--leader-election-namespace=${NAMESPACE}`,
       "--tls-secret=imageshift-tls",
       "--webhook-configuration=imageshift",
@@ -620,6 +621,8 @@ describe("safe defaults (default render)", () => {
       ],
     );
     const labelValues = ["enabled", "strict"];
+    // The strict entry has its own path: the handler knows the namespace is strict from it.
+    const paths = ["/mutate", "/mutate/strict"];
     webhooks.forEach((webhook, index) => {
       assert.deepEqual(expression(webhook, "imageshift.dev"), {
         key: "imageshift.dev",
@@ -643,7 +646,7 @@ describe("safe defaults (default render)", () => {
       assert.deepEqual(webhook.clientConfig.service, {
         name: "imageshift",
         namespace: NAMESPACE,
-        path: "/mutate",
+        path: paths[index],
         port: 443,
       });
     });
@@ -800,8 +803,9 @@ const ROWS: Row[] = [
   {
     values: ["namespaceLabel"],
     args: set("namespaceLabel=example.com/imageshift"),
-    effect: "the namespace label key both mutating entries select on",
+    effect: "the namespace label key both mutating entries select on, and the server's --namespace-label",
     check: (r) => {
+      assert.equal(r.arg("namespace-label"), "example.com/imageshift");
       const [first, strict] = r.mutating.webhooks;
       assert.deepEqual(expression(first!, "example.com/imageshift")?.values, ["enabled"]);
       assert.deepEqual(expression(strict!, "example.com/imageshift")?.values, ["strict"]);

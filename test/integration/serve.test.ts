@@ -407,6 +407,14 @@ describe("imageshift serve", () => {
     assert.equal(served.lines.length, 0, "nothing was started");
   });
 
+  it("exits 2 when --namespace-label is empty", async () => {
+    const served = serve(["--rules", "examples/", "--namespace-label", ""]);
+    const { code } = await exitWithin(served, EXIT_MS);
+    assert.equal(code, 2);
+    assert.match(served.stderr(), /--namespace-label must be a label key/);
+    assert.equal(served.lines.length, 0, "nothing was started");
+  });
+
   it("exits 2 without --rules when no Kubernetes configuration is found either", async () => {
     const served = serve(["--port", "0", "--metrics-port", "0", "--bind-address", "127.0.0.1"], {
       KUBECONFIG: "",
