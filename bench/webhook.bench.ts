@@ -133,6 +133,7 @@ const RULE_SETS: Record<string, { label: string; build: () => ReturnType<typeof 
   regex: { label: "10,000 regex rules (^literal(.*)$)", build: () => regexes(10_000) },
   "regex-general": { label: "10,000 general regex rules", build: () => generalRegexes(10_000) },
   swap100k: { label: "100,000 swap+exact rules", build: () => swapAndExact(100_000) },
+  swap50k: { label: "50,000 swap+exact rules", build: () => swapAndExact(50_000) },
 };
 const RULES = RULE_SETS[process.env.BENCH_RULES ?? "swap"];
 if (!RULES) throw new Error(`BENCH_RULES must be one of ${Object.keys(RULE_SETS).join(", ")}`);
