@@ -47,7 +47,7 @@ export const ALWAYS_TRIED_MAX = 256;
 /**
  * Characters of one rule file. The YAML parser's document tree takes 20-30 times the text, so a
  * 4 MiB YAML file (about 50,000 rules) already needs most of the chart's 96 MB heap. JSON is
- * parsed without a tree; 16 MiB hold the 100,000-rule budget.
+ * parsed without a tree; 16 MiB hold more than the 50,000-rule budget.
  */
 export const YAML_FILE_MAX_BYTES = 4 * 1024 * 1024;
 export const JSON_FILE_MAX_BYTES = 16 * 1024 * 1024;
