@@ -2,7 +2,7 @@
  * The HTTPS server the API server calls: routes, limits, timing, graceful shutdown.
  *
  * Handlers are plain functions from an AdmissionRequest to a review; this module owns the
- * HTTP concerns: content type, body limit (413), bad JSON or envelope (400), unknown path
+ * HTTP concerns: content type, body limits (413), bodies in flight (429), bad JSON or envelope (400), unknown path
  * (404), method (405), and a last-resort catch so no request can crash the process.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -13,7 +13,7 @@ import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../ad
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
-import { HttpError, MAX_BODY_BYTES, readJson } from "./body.ts";
+import { BodyBudget, HttpError, MAX_BODY_BYTES, MAX_IN_FLIGHT_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
 
 export type AdmissionHandler = (request: AdmissionRequest) => { review: AdmissionReview; outcome: string };
@@ -25,6 +25,8 @@ export interface WebhookServerOptions {
   metrics: Metrics;
   logger: Logger;
   maxBodyBytes?: number;
+  /** Bytes of request bodies buffered or parsed at once, across requests (429 over it). */
+  maxInFlightBodyBytes?: number;
 }
 
 /**
@@ -35,11 +37,18 @@ export interface WebhookServerOptions {
 const REQUEST_TIMEOUT_MS = 30_000;
 const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
-function send(response: ServerResponse, status: number, body: unknown, close = false): void {
+function send(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  close = false,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   response.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
+    ...headers,
     ...(close ? { connection: "close" } : {}),
   });
   response.end(text);
@@ -49,9 +58,11 @@ export class WebhookServer {
   readonly server: Server;
   private readonly options: WebhookServerOptions;
   private closing = false;
+  private readonly bodies: BodyBudget;
 
   constructor(options: WebhookServerOptions) {
     this.options = options;
+    this.bodies = new BodyBudget(options.maxInFlightBodyBytes ?? MAX_IN_FLIGHT_BODY_BYTES);
     this.server = createServer({ ...options.tls, minVersion: "TLSv1.2" }, (request, response) => {
       void this.handle(request, response);
     });
@@ -86,6 +97,7 @@ export class WebhookServer {
     const path = (request.url ?? "").split("?")[0] ?? "";
     const handler = handlers[path];
     const started = process.hrtime.bigint();
+    const lease = this.bodies.lease();
     try {
       if (!handler)
         throw new HttpError(
@@ -94,7 +106,9 @@ export class WebhookServer {
         );
       if (request.method !== "POST")
         throw new HttpError(405, `method ${request.method} is not allowed; use POST`);
-      const decoded = decodeReview(await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES));
+      const decoded = decodeReview(
+        await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES, lease),
+      );
       if (!decoded.ok) throw new HttpError(400, `not an AdmissionReview: ${decoded.error}`);
       const { review, outcome } = handler(decoded.request);
       send(response, 200, review, this.closing);
@@ -119,10 +133,13 @@ export class WebhookServer {
         outcome: "invalid",
       });
       logger.warn({ path, status, err: message }, "request refused");
+      // 413 and 429 leave the body unread: close the connection rather than read it.
+      const close = status === 413 || status === 429 || this.closing;
       if (!response.headersSent)
-        send(response, status, { error: message, status }, status === 413 || this.closing);
+        send(response, status, { error: message, status }, close, (error as HttpError).headers);
       else response.destroy();
     } finally {
+      lease.release();
       if (handler)
         metrics.admissionDuration.observe(
           { webhook: path.slice(1) },
