@@ -11,8 +11,8 @@
  *   (containers, strings, numbers, literals, object keys) and nesting depth, and refuses
  *   with 413 what is over `STRUCTURE_LIMITS` (docs/webhook.md, "Timeouts and limits").
  * - Bytes in flight across requests: `BodyBudget`. A request that would take the total of
- *   bodies being buffered and parsed over it is answered 429 with `Retry-After` at once,
- *   without buffering its body.
+ *   bodies being buffered and parsed over it is answered 429 with `Retry-After`; its body is
+ *   read and dropped, never buffered.
  */
 import type { IncomingMessage } from "node:http";
 
@@ -161,8 +161,8 @@ function busy(lease: BodyLease | undefined, bytes: number): HttpError | undefine
  * Buffers the body. Plain `data` events rather than `for await`: the async iterator costs a
  * few promises and closures per chunk, and this runs for every admission (docs/performance.md).
  * Over the limit, the rest is read and dropped, so the 413 can still be written back. With a
- * lease, a declared Content-Length is reserved before anything is read (429 when there is no
- * room), and a chunked body reserves each chunk as it comes.
+ * lease, a declared Content-Length is reserved before anything is read, and a chunked body
+ * reserves each chunk as it comes; without room, the body is read and dropped, then 429.
  */
 export function readBody(
   request: IncomingMessage,
@@ -174,30 +174,30 @@ export function readBody(
     return Promise.reject(
       new HttpError(413, `request body of ${declared} bytes is over the ${limit}-byte limit`),
     );
-  const declaredBusy = busy(lease, declared);
-  if (declaredBusy) return Promise.reject(declaredBusy);
+  // Refused for lack of room: the body is still read, and dropped, so that the client gets
+  // the 429 on a connection that stays usable instead of a broken pipe mid-write.
+  let busyError = busy(lease, declared);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let refused = false;
+    let tooLarge = false;
     request.on("data", (chunk: Buffer) => {
-      if (refused) return;
+      if (tooLarge || busyError) return;
       size += chunk.length;
-      const error =
-        size > limit
-          ? new HttpError(413, `request body is over the ${limit}-byte limit`)
-          : declared === 0
-            ? busy(lease, chunk.length)
-            : undefined;
-      if (error) {
-        refused = true;
+      if (size > limit) {
+        tooLarge = true;
         chunks.length = 0;
-        reject(error);
-      } else chunks.push(chunk);
+        reject(new HttpError(413, `request body is over the ${limit}-byte limit`));
+        return;
+      }
+      if (declared === 0) busyError = busy(lease, chunk.length);
+      if (busyError) chunks.length = 0;
+      else chunks.push(chunk);
     });
-    request.on("end", () =>
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)),
-    );
+    request.on("end", () => {
+      if (busyError) reject(busyError);
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    });
     request.on("error", reject);
   });
 }

@@ -133,8 +133,9 @@ export class WebhookServer {
         outcome: "invalid",
       });
       logger.warn({ path, status, err: message }, "request refused");
-      // 413 and 429 leave the body unread: close the connection rather than read it.
-      const close = status === 413 || status === 429 || this.closing;
+      // A 413 closes the connection rather than read the rest of a body too large. A 429
+      // keeps it: its body has been read and dropped (never buffered).
+      const close = status === 413 || this.closing;
       if (!response.headersSent)
         send(response, status, { error: message, status }, close, (error as HttpError).headers);
       else response.destroy();
