@@ -24,6 +24,8 @@ export interface AppOptions {
   metricsHost: string;
   metricsPort: number;
   metrics?: Metrics;
+  /** The webhook's TLS cipher list (OpenSSL names, `:`-separated); default AEAD only. */
+  ciphers?: string;
 }
 
 export interface RunningApp {
@@ -60,6 +62,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     const pair = await certificates.start();
     const server = new WebhookServer({
       tls: pair,
+      ...(options.ciphers ? { ciphers: options.ciphers } : {}),
       metrics,
       logger,
       handlers: {

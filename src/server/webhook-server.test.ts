@@ -451,6 +451,64 @@ describe("webhook server through startApp", () => {
     );
   });
 
+  it("refuses TLS 1.2 CBC suites (SHA-1 and SHA-2) by default; AEAD suites work", async () => {
+    for (const ciphers of ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "AES128-SHA256"]) {
+      await assert.rejects(
+        request(port, caPem, { body: FIXTURE, tls: { maxVersion: "TLSv1.2", ciphers } }),
+        (error: NodeJS.ErrnoException) => {
+          assert.equal(error.code, "EPROTO", `${ciphers}: ${error.message}`);
+          assert.match(error.message, /handshake failure/);
+          return true;
+        },
+        ciphers,
+      );
+    }
+    for (const ciphers of ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"]) {
+      const reply = await request(port, caPem, { body: FIXTURE, tls: { maxVersion: "TLSv1.2", ciphers } });
+      assert.equal(reply.status, 200, ciphers);
+    }
+  });
+
+  it("takes another cipher list, kept when the certificate changes", async () => {
+    const metrics = new Metrics();
+    const custom = new WebhookServer({
+      tls: pair,
+      ciphers: "ECDHE-ECDSA-AES128-SHA:TLS_AES_128_GCM_SHA256",
+      metrics,
+      logger: silentLogger,
+      handlers: {
+        "/validate": () => ({
+          review: {
+            apiVersion: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: { uid: "u", allowed: true },
+          },
+          outcome: "allowed",
+        }),
+      },
+    });
+    const customPort = (await custom.listen(0, "127.0.0.1")).port;
+    try {
+      custom.setCertificate(pair);
+      const cbc = await request(customPort, caPem, {
+        path: "/validate",
+        body: FIXTURE,
+        tls: { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA" },
+      });
+      assert.equal(cbc.status, 200);
+      await assert.rejects(
+        request(customPort, caPem, {
+          path: "/validate",
+          body: FIXTURE,
+          tls: { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" },
+        }),
+        /handshake failure/,
+      );
+    } finally {
+      await custom.close(500);
+    }
+  });
+
   it("works over TLS 1.2 and TLS 1.3", async () => {
     const tls12 = await request(port, caPem, { body: FIXTURE, tls: { maxVersion: "TLSv1.2" } });
     assert.equal(tls12.status, 200);

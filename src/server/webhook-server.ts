@@ -25,6 +25,8 @@ export interface WebhookServerOptions {
   metrics: Metrics;
   logger: Logger;
   maxBodyBytes?: number;
+  /** OpenSSL cipher list, `:`-separated (TLS 1.3 suites included); default `DEFAULT_CIPHERS`. */
+  ciphers?: string;
   /** Bytes of request bodies buffered or parsed at once, across requests (429 over it). */
   maxInFlightBodyBytes?: number;
 }
@@ -35,6 +37,23 @@ export interface WebhookServerOptions {
  * than its own idle timeout would close them, so it is the one to close them.
  */
 const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * AEAD suites only, as Go's crypto/tls (and so the API server) prefers: ECDHE with AES-GCM or
+ * ChaCha20-Poly1305 for TLS 1.2, no CBC (SHA-1 or SHA-2) and no RSA key exchange; TLS 1.3's
+ * suites are all AEAD. `imageshift serve --tls-cipher-suites` replaces the list.
+ */
+export const DEFAULT_CIPHERS = [
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
 const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
 function send(
@@ -63,7 +82,7 @@ export class WebhookServer {
   constructor(options: WebhookServerOptions) {
     this.options = options;
     this.bodies = new BodyBudget(options.maxInFlightBodyBytes ?? MAX_IN_FLIGHT_BODY_BYTES);
-    this.server = createServer({ ...options.tls, minVersion: "TLSv1.2" }, (request, response) => {
+    this.server = createServer(this.tlsOptions(options.tls), (request, response) => {
       void this.handle(request, response);
     });
     this.server.requestTimeout = REQUEST_TIMEOUT_MS;
@@ -73,7 +92,16 @@ export class WebhookServer {
 
   /** Swaps the serving certificate; new connections use it, open ones keep theirs. */
   setCertificate(tls: SecureContextOptions): void {
-    this.server.setSecureContext({ ...tls, minVersion: "TLSv1.2" });
+    this.server.setSecureContext(this.tlsOptions(tls));
+  }
+
+  private tlsOptions(tls: SecureContextOptions): SecureContextOptions {
+    return {
+      ...tls,
+      minVersion: "TLSv1.2",
+      ciphers: this.options.ciphers ?? DEFAULT_CIPHERS,
+      honorCipherOrder: true,
+    };
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
