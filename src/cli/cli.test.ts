@@ -583,6 +583,28 @@ describe("imageshift serve", () => {
     }
   });
 
+  test("--tls-cipher-suites: unknown names exit 2 naming the flag; known ones are taken", async () => {
+    const bad = await serve("--tls-cipher-suites", "NOT-A-CIPHER", "--port", "0", "--metrics-port", "0");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--tls-cipher-suites "NOT-A-CIPHER": .*no cipher match/);
+    // Accepted, the server goes on to listen: here on a port in use, so it still exits 2, for that.
+    const busy = await occupiedPort();
+    try {
+      const good = await serve(
+        "--tls-cipher-suites",
+        "TLS_AES_128_GCM_SHA256, ECDHE-ECDSA-AES128-SHA",
+        "--port",
+        String(busy.port),
+        "--metrics-port",
+        "0",
+      );
+      assert.equal(good.code, 2);
+      assert.match(good.stderr, /address already in use/);
+    } finally {
+      await busy.release();
+    }
+  });
+
   test("--help states the exit status of a port in use", async () => {
     const { code, stdout } = await cli("serve", "--help");
     assert.equal(code, 0);

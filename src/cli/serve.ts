@@ -4,9 +4,10 @@
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
 import { DEFAULT_NAMESPACE_LABEL } from "../admission/mutate.ts";
-import { ListenError, UsageError } from "../errors.ts";
+import { errorMessage, ListenError, UsageError } from "../errors.ts";
 import { FileRuleSource } from "../rules/file-source.ts";
 import { type RunningApp, startApp } from "../server/app.ts";
 import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
@@ -29,6 +30,9 @@ Options:
   --metrics-bind-address ADDR health and metrics address (default 0.0.0.0)
   --tls-cert-file FILE        serving certificate (PEM); reloaded when it changes
   --tls-key-file FILE         its private key (PEM)
+  --tls-cipher-suites S,...   TLS cipher suites, OpenSSL names, comma-separated (TLS 1.3 ones
+                              included); default: AEAD only, ECDHE with AES-GCM or
+                              ChaCha20-Poly1305 for TLS 1.2, as Go's crypto/tls
   --self-signed-dir DIR       without certificate files: where to write the generated CA,
                               ca.pem (default $TMPDIR/imageshift/PORT, PORT being --port;
                               $TMPDIR/imageshift/pid-PID for --port 0)
@@ -90,6 +94,22 @@ export function selfSignedDir(webhookPort: number): string {
   return join(tmpdir(), "imageshift", webhookPort === 0 ? `pid-${process.pid}` : String(webhookPort));
 }
 
+/** `--tls-cipher-suites a,b` as OpenSSL's `a:b`, refused when OpenSSL knows none of them. */
+function cipherList(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const list = value
+    .split(",")
+    .map((name) => name.trim())
+    .filter(Boolean)
+    .join(":");
+  try {
+    createSecureContext({ ciphers: list });
+  } catch (error) {
+    throw usageError(`--tls-cipher-suites ${JSON.stringify(value)}: ${errorMessage(error)}`, "serve");
+  }
+  return list;
+}
+
 /** One line naming the flags that chose the address, e.g. `--bind-address 0.0.0.0 --port 8443`. */
 function listenUsageError(error: ListenError): UsageError {
   const flags =
@@ -111,6 +131,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "tls-cert-file": { type: "string" },
       "tls-key-file": { type: "string" },
       "self-signed-dir": { type: "string" },
+      "tls-cipher-suites": { type: "string" },
       "fail-closed": { type: "boolean", default: false },
       "namespace-label": { type: "string", default: DEFAULT_NAMESPACE_LABEL },
       "shutdown-timeout": { type: "string", default: "25" },
@@ -149,6 +170,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "serve",
     );
 
+  const ciphers = cipherList(values["tls-cipher-suites"]);
   const webhookPort = port(values.port, "--port", 8443);
   const metricsPort = port(values["metrics-port"], "--metrics-port", 8080);
   if (values["namespace-label"] === "")
@@ -200,6 +222,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       failClosed: values["fail-closed"],
       namespaceLabel: values["namespace-label"],
       mrwMetrics: values["mrw-metrics"],
+      ...(ciphers ? { ciphers } : {}),
       host: values["bind-address"],
       port: webhookPort,
       metricsHost: values["metrics-bind-address"],

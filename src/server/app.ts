@@ -29,6 +29,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Also the Mutating Registry Webhook's metric names (docs/migrating-from-mrw.md). */
   mrwMetrics?: boolean;
+  /** The webhook's TLS cipher list (OpenSSL names, `:`-separated); default AEAD only. */
+  ciphers?: string;
 }
 
 export interface RunningApp {
@@ -83,6 +85,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       mrw ? mrw.wrap(handler, () => rules.current()?.ruleSet.size) : handler;
     const server = new WebhookServer({
       tls: pair,
+      ...(options.ciphers ? { ciphers: options.ciphers } : {}),
       metrics,
       logger,
       handlers: {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { X509Certificate } from "node:crypto";
+import { webcrypto, X509Certificate } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -20,6 +20,7 @@ import { type RunningApp, startApp } from "./app.ts";
 import {
   type CertificatePair,
   type CertificateSource,
+  checkPair,
   FileCertificateSource,
   SelfSignedCertificateSource,
 } from "./certificates.ts";
@@ -385,6 +386,66 @@ describe("FileCertificateSource", () => {
     missing.stop();
   });
 
+  it("start() refuses an expired certificate, naming its expiry", async () => {
+    const dir = await folder();
+    const certFile = join(dir, "tls.crt");
+    const keyFile = join(dir, "tls.key");
+    const expired = await selfSigned(new Date("2020-01-01T00:00:00Z"), new Date("2021-01-01T00:00:00Z"));
+    await writeFile(certFile, expired.certPem);
+    await writeFile(keyFile, expired.keyPem);
+    const source = new FileCertificateSource({ certFile, keyFile, logger: createLogger("silent") });
+    await assert.rejects(
+      source.start(),
+      /tls\.crt .*not usable: the certificate expired on 2021-01-01T00:00:00\.000Z/,
+    );
+    source.stop();
+  });
+
+  it("keeps serving the last valid pair when an expired or not yet valid one replaces it, logging an error", async () => {
+    const { certFile, keyFile } = await certAFiles();
+    const { logger, lines } = captureLogger();
+    const source = new FileCertificateSource({ certFile, keyFile, logger, pollMs: 600_000 });
+    const changes: CertificatePair[] = [];
+    source.onChange((pair) => changes.push(pair));
+    const app = await startWith(source, logger);
+    try {
+      const expired = await selfSigned(new Date("2020-01-01T00:00:00Z"), new Date("2021-01-01T00:00:00Z"));
+      await replaceFile(keyFile, expired.keyPem);
+      await replaceFile(certFile, expired.certPem);
+      assert.equal(await source.reload(), false);
+      assert.equal((await served(app.webhookPort, ca.certPem)).fingerprint256, fingerprint(certA.certPem));
+      const error = lines.find((line) => line.level === 50);
+      assert.ok(error, `an error-level line: ${JSON.stringify(lines)}`);
+      assert.equal(error.certFile, certFile);
+      assert.equal(error.notAfter, "2021-01-01T00:00:00.000Z");
+      assert.match(
+        String(error.msg),
+        /tls\.crt not loaded: the certificate expired on 2021-01-01T00:00:00\.000Z/,
+      );
+
+      const future = await selfSigned(
+        new Date(Date.now() + 86_400_000),
+        new Date(Date.now() + 2 * 86_400_000),
+      );
+      await replaceFile(keyFile, future.keyPem);
+      await replaceFile(certFile, future.certPem);
+      assert.equal(await source.reload(), false);
+      assert.ok(lines.some((line) => line.level === 50 && /not valid before/.test(String(line.msg))));
+      assert.equal((await served(app.webhookPort, ca.certPem)).fingerprint256, fingerprint(certA.certPem));
+      assert.equal(changes.length, 0);
+    } finally {
+      await app.stop(1000);
+    }
+  });
+
+  it("checkPair takes the time to check against", async () => {
+    const pair = await selfSigned(new Date("2020-01-01T00:00:00Z"), new Date("2021-01-01T00:00:00Z"));
+    const cert = { cert: pair.certPem, key: pair.keyPem };
+    assert.doesNotThrow(() => checkPair(cert, Date.parse("2020-06-01T00:00:00Z")));
+    assert.throws(() => checkPair(cert), /expired on 2021-01-01/);
+    assert.throws(() => checkPair(cert, Date.parse("2019-06-01T00:00:00Z")), /not valid before 2020-01-01/);
+  });
+
   it("startApp rejects before listening when the certificate is unusable", async () => {
     const dir = await folder();
     const certFile = join(dir, "tls.crt");
@@ -474,3 +535,17 @@ describe("SelfSignedCertificateSource", () => {
     second.stop();
   });
 });
+
+/** A self-signed ECDSA certificate for localhost valid from `notBefore` to `notAfter` (past ones included). */
+async function selfSigned(notBefore: Date, notAfter: Date): Promise<CertificateAndKey> {
+  // Loaded here, after ../tls/certs.ts has loaded the reflect-metadata polyfill it needs.
+  const { PemConverter, X509CertificateGenerator } = await import("@peculiar/x509");
+  const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = await webcrypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
+  const cert = await X509CertificateGenerator.createSelfSigned(
+    { serialNumber: "01", name: "CN=localhost", notBefore, notAfter, signingAlgorithm: algorithm, keys },
+    webcrypto,
+  );
+  const key = PemConverter.encode(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
+  return { certPem: cert.toString("pem"), keyPem: key };
+}

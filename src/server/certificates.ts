@@ -4,12 +4,15 @@
  * - FileCertificateSource: PEM files (`--tls-cert-file`, `--tls-key-file`), reloaded when
  *   they change. cert-manager and Secret volumes replace them in place (an atomic symlink
  *   swap in the volume's folder), so the folder is watched, with a poll as a fallback for
- *   file systems that do not report events. A half-written or mismatched pair is ignored
- *   until it becomes valid: the server keeps the last good certificate.
+ *   file systems that do not report events. A half-written or mismatched pair, or a
+ *   certificate outside its validity period (expired, or not yet valid), is ignored until it
+ *   becomes valid: the server keeps the last good certificate, and logs an expired one as an
+ *   error naming the file and the expiry.
  * - SelfSignedCertificateSource: for running locally without certificates; a new CA and a
  *   serving certificate for localhost, 127.0.0.1 and ::1, with the CA written to a file so
  *   that `curl --cacert` works.
  */
+import { X509Certificate } from "node:crypto";
 import { type FSWatcher, watch } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -30,12 +33,38 @@ export interface CertificateSource {
   stop(): void;
 }
 
-/** Throws unless the pair is a usable TLS certificate and matching key. */
-function checkPair(pair: CertificatePair): void {
+/** A certificate outside its validity period: every handshake with it would fail. */
+class CertificateValidityError extends Error {
+  readonly notBefore: string;
+  readonly notAfter: string;
+  constructor(message: string, certificate: X509Certificate) {
+    super(message);
+    this.notBefore = new Date(certificate.validFrom).toISOString();
+    this.notAfter = new Date(certificate.validTo).toISOString();
+  }
+}
+
+/**
+ * Throws unless the pair is a usable TLS certificate and matching key, valid now: within its
+ * notBefore and notAfter (the first certificate of the file, the one served). A key that is not
+ * the certificate's is refused by createSecureContext ("key values mismatch").
+ */
+export function checkPair(pair: CertificatePair, now = Date.now()): void {
   // createSecureContext silently ignores an empty cert or key; a file caught half-written is one.
   if (!pair.cert.includes("-----BEGIN")) throw new Error("the certificate file holds no PEM certificate");
   if (!pair.key.includes("-----BEGIN")) throw new Error("the key file holds no PEM private key");
   createSecureContext({ cert: pair.cert, key: pair.key });
+  const certificate = new X509Certificate(pair.cert);
+  if (Date.parse(certificate.validTo) < now)
+    throw new CertificateValidityError(
+      `the certificate expired on ${new Date(certificate.validTo).toISOString()}`,
+      certificate,
+    );
+  if (Date.parse(certificate.validFrom) > now)
+    throw new CertificateValidityError(
+      `the certificate is not valid before ${new Date(certificate.validFrom).toISOString()}`,
+      certificate,
+    );
 }
 
 export class FileCertificateSource implements CertificateSource {
@@ -111,10 +140,22 @@ export class FileCertificateSource implements CertificateSource {
       if (pair.cert === this.current?.cert && pair.key === this.current?.key) return false;
       checkPair(pair);
     } catch (error) {
-      this.logger.warn(
-        { certFile: this.certFile, err: errorMessage(error) },
-        "TLS certificate not reloaded; keeping the current one",
-      );
+      if (error instanceof CertificateValidityError)
+        // Loud: unless a valid certificate replaces it, the one served expires too.
+        this.logger.error(
+          {
+            certFile: this.certFile,
+            notBefore: error.notBefore,
+            notAfter: error.notAfter,
+            err: error.message,
+          },
+          `TLS certificate ${this.certFile} not loaded: ${error.message}; keeping the current one`,
+        );
+      else
+        this.logger.warn(
+          { certFile: this.certFile, err: errorMessage(error) },
+          "TLS certificate not reloaded; keeping the current one",
+        );
       return false;
     }
     this.current = pair;

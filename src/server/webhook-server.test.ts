@@ -451,6 +451,64 @@ describe("webhook server through startApp", () => {
     );
   });
 
+  it("refuses TLS 1.2 CBC suites (SHA-1 and SHA-2) by default; AEAD suites work", async () => {
+    for (const ciphers of ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "AES128-SHA256"]) {
+      await assert.rejects(
+        request(port, caPem, { body: FIXTURE, tls: { maxVersion: "TLSv1.2", ciphers } }),
+        (error: NodeJS.ErrnoException) => {
+          assert.equal(error.code, "EPROTO", `${ciphers}: ${error.message}`);
+          assert.match(error.message, /handshake failure/);
+          return true;
+        },
+        ciphers,
+      );
+    }
+    for (const ciphers of ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"]) {
+      const reply = await request(port, caPem, { body: FIXTURE, tls: { maxVersion: "TLSv1.2", ciphers } });
+      assert.equal(reply.status, 200, ciphers);
+    }
+  });
+
+  it("takes another cipher list, kept when the certificate changes", async () => {
+    const metrics = new Metrics();
+    const custom = new WebhookServer({
+      tls: pair,
+      ciphers: "ECDHE-ECDSA-AES128-SHA:TLS_AES_128_GCM_SHA256",
+      metrics,
+      logger: silentLogger,
+      handlers: {
+        "/validate": () => ({
+          review: {
+            apiVersion: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: { uid: "u", allowed: true },
+          },
+          outcome: "allowed",
+        }),
+      },
+    });
+    const customPort = (await custom.listen(0, "127.0.0.1")).port;
+    try {
+      custom.setCertificate(pair);
+      const cbc = await request(customPort, caPem, {
+        path: "/validate",
+        body: FIXTURE,
+        tls: { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA" },
+      });
+      assert.equal(cbc.status, 200);
+      await assert.rejects(
+        request(customPort, caPem, {
+          path: "/validate",
+          body: FIXTURE,
+          tls: { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" },
+        }),
+        /handshake failure/,
+      );
+    } finally {
+      await custom.close(500);
+    }
+  });
+
   it("works over TLS 1.2 and TLS 1.3", async () => {
     const tls12 = await request(port, caPem, { body: FIXTURE, tls: { maxVersion: "TLSv1.2" } });
     assert.equal(tls12.status, 200);
@@ -618,5 +676,89 @@ describe("WebhookServer with a small body limit", () => {
     const reply = await postJson(port, caPem, "{}", "/validate");
     assert.equal(reply.status, 404);
     assert.match((JSON.parse(reply.text) as { error: string }).error, /use \/mutate/);
+  });
+});
+
+describe("WebhookServer: what one request, and all at once, may cost", () => {
+  let server: WebhookServer;
+  let port = 0;
+  const metrics = new Metrics();
+
+  before(async () => {
+    server = new WebhookServer({
+      tls: pair,
+      metrics,
+      logger: silentLogger,
+      maxInFlightBodyBytes: 3 * 1024 * 1024,
+      handlers: {
+        "/mutate": (req) =>
+          handleMutate(req, {
+            rules: () => rules.ruleSet,
+            namespaceLabels: () => undefined,
+            failClosed: false,
+            metrics,
+            logger: silentLogger,
+          }),
+      },
+    });
+    port = (await server.listen(0, "127.0.0.1")).port;
+  });
+
+  after(async () => {
+    await server?.close(500);
+  });
+
+  const attacks: [string, string, RegExp][] = [
+    ["200,001 empty objects", `[${"{},".repeat(200_000)}{}]`, /over 200000 JSON objects and arrays/],
+    ["200,001 empty arrays", `[${"[],".repeat(200_000)}[]]`, /over 200000 JSON objects and arrays/],
+    ["1,000,001 numbers", `[${"0,".repeat(1_000_000)}0]`, /over 1000000 JSON values/],
+    ["nesting 101 deep", `${"[".repeat(101)}${"]".repeat(101)}`, /deeper than 100 levels/],
+  ];
+  for (const [name, body, message] of attacks) {
+    it(`refuses ${name} with 413 before parsing`, async () => {
+      const reply = await postJson(port, caPem, body);
+      assert.equal(reply.status, 413);
+      assert.match((JSON.parse(reply.text) as { error: string }).error, message);
+    });
+  }
+
+  it("accepts a review whose annotation is full of brackets and escaped quotes", async () => {
+    const review = JSON.parse(FIXTURE) as { request: { object: { metadata: { annotations: object } } } };
+    review.request.object.metadata.annotations = { noise: '{"[\\'.repeat(10_000) };
+    const reply = await postJson(port, caPem, JSON.stringify(review));
+    assert.equal(reply.status, 200);
+  });
+
+  it("answers 429 with Retry-After when bodies in flight would pass the budget, then serves again", async () => {
+    // A client that declares 3 MiB less 4 KiB and sends only part of it holds that much of the 3 MiB budget.
+    const holder = tls.connect({ host: "127.0.0.1", port, ca: caPem });
+    await new Promise<void>((resolve) => holder.once("secureConnect", () => resolve()));
+    holder.write(
+      `POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${3 * 1024 * 1024 - 4096}\r\n\r\n{`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      const declared = await postJson(port, caPem, FIXTURE.padEnd(8 * 1024, " "));
+      assert.equal(declared.status, 429);
+      assert.equal(declared.headers["retry-after"], "1");
+      assert.match((JSON.parse(declared.text) as { error: string }).error, /in flight/);
+      const chunked = await request(port, caPem, {
+        body: FIXTURE.padEnd(8 * 1024, " "),
+        headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+      });
+      assert.equal(chunked.status, 429);
+      const fits = await postJson(port, caPem, FIXTURE);
+      assert.equal(fits.status, 200, "a body that fits the rest of the budget is served");
+    } finally {
+      holder.destroy();
+    }
+    // The holder's bytes are given back when its request ends.
+    const deadline = Date.now() + 2000;
+    let after = await postJson(port, caPem, FIXTURE.padEnd(8 * 1024, " "));
+    while (after.status === 429 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      after = await postJson(port, caPem, FIXTURE.padEnd(8 * 1024, " "));
+    }
+    assert.equal(after.status, 200);
   });
 });

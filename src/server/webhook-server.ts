@@ -2,7 +2,7 @@
  * The HTTPS server the API server calls: routes, limits, timing, graceful shutdown.
  *
  * Handlers are plain functions from an AdmissionRequest to a review; this module owns the
- * HTTP concerns: content type, body limit (413), bad JSON or envelope (400), unknown path
+ * HTTP concerns: content type, body limits (413), bodies in flight (429), bad JSON or envelope (400), unknown path
  * (404), method (405), and a last-resort catch so no request can crash the process.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -13,7 +13,7 @@ import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../ad
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
-import { HttpError, MAX_BODY_BYTES, readJson } from "./body.ts";
+import { BodyBudget, HttpError, MAX_BODY_BYTES, MAX_IN_FLIGHT_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
 
 export type AdmissionHandler = (request: AdmissionRequest) => {
@@ -28,6 +28,10 @@ export interface WebhookServerOptions {
   metrics: Metrics;
   logger: Logger;
   maxBodyBytes?: number;
+  /** OpenSSL cipher list, `:`-separated (TLS 1.3 suites included); default `DEFAULT_CIPHERS`. */
+  ciphers?: string;
+  /** Bytes of request bodies buffered or parsed at once, across requests (429 over it). */
+  maxInFlightBodyBytes?: number;
 }
 
 /**
@@ -36,13 +40,37 @@ export interface WebhookServerOptions {
  * than its own idle timeout would close them, so it is the one to close them.
  */
 const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * AEAD suites only, as Go's crypto/tls (and so the API server) prefers: ECDHE with AES-GCM or
+ * ChaCha20-Poly1305 for TLS 1.2, no CBC (SHA-1 or SHA-2) and no RSA key exchange; TLS 1.3's
+ * suites are all AEAD. `imageshift serve --tls-cipher-suites` replaces the list.
+ */
+export const DEFAULT_CIPHERS = [
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
 const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
-function send(response: ServerResponse, status: number, body: unknown, close = false): void {
+function send(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  close = false,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   response.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
+    ...headers,
     ...(close ? { connection: "close" } : {}),
   });
   response.end(text);
@@ -57,10 +85,12 @@ export class WebhookServer {
   readonly server: Server;
   private readonly options: WebhookServerOptions;
   private closing = false;
+  private readonly bodies: BodyBudget;
 
   constructor(options: WebhookServerOptions) {
     this.options = options;
-    this.server = createServer({ ...options.tls, minVersion: "TLSv1.2" }, (request, response) => {
+    this.bodies = new BodyBudget(options.maxInFlightBodyBytes ?? MAX_IN_FLIGHT_BODY_BYTES);
+    this.server = createServer(this.tlsOptions(options.tls), (request, response) => {
       void this.handle(request, response);
     });
     this.server.requestTimeout = REQUEST_TIMEOUT_MS;
@@ -70,7 +100,16 @@ export class WebhookServer {
 
   /** Swaps the serving certificate; new connections use it, open ones keep theirs. */
   setCertificate(tls: SecureContextOptions): void {
-    this.server.setSecureContext({ ...tls, minVersion: "TLSv1.2" });
+    this.server.setSecureContext(this.tlsOptions(tls));
+  }
+
+  private tlsOptions(tls: SecureContextOptions): SecureContextOptions {
+    return {
+      ...tls,
+      minVersion: "TLSv1.2",
+      ciphers: this.options.ciphers ?? DEFAULT_CIPHERS,
+      honorCipherOrder: true,
+    };
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -94,6 +133,7 @@ export class WebhookServer {
     const path = (request.url ?? "").split("?")[0] ?? "";
     const handler = handlers[path];
     const started = process.hrtime.bigint();
+    const lease = this.bodies.lease();
     try {
       if (!handler)
         throw new HttpError(
@@ -102,7 +142,9 @@ export class WebhookServer {
         );
       if (request.method !== "POST")
         throw new HttpError(405, `method ${request.method} is not allowed; use POST`);
-      const decoded = decodeReview(await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES));
+      const decoded = decodeReview(
+        await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES, lease),
+      );
       if (!decoded.ok) throw new HttpError(400, `not an AdmissionReview: ${decoded.error}`);
       const { review, outcome } = handler(decoded.request);
       send(response, 200, review, this.closing);
@@ -127,10 +169,14 @@ export class WebhookServer {
         outcome: "invalid",
       });
       logger.warn({ path, status, err: message }, "request refused");
+      // A 413 closes the connection rather than read the rest of a body too large. A 429
+      // keeps it: its body has been read and dropped (never buffered).
+      const close = status === 413 || this.closing;
       if (!response.headersSent)
-        send(response, status, { error: message, status }, status === 413 || this.closing);
+        send(response, status, { error: message, status }, close, (error as HttpError).headers);
       else response.destroy();
     } finally {
+      lease.release();
       if (handler)
         metrics.admissionDuration.observe(
           { webhook: path.slice(1) },

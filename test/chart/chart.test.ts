@@ -146,6 +146,14 @@ interface ServiceMonitor extends Manifest {
   };
 }
 
+interface NetworkPolicy extends Manifest {
+  spec: {
+    podSelector: { matchLabels: Labels };
+    policyTypes: string[];
+    ingress: { ports: { port: number; protocol: string }[]; from?: unknown[] }[];
+  };
+}
+
 const CLUSTER_SCOPED = new Set([
   "ClusterRole",
   "ClusterRoleBinding",
@@ -535,6 +543,7 @@ describe("safe defaults (default render)", () => {
       "ClusterRoleBinding/imageshift",
       "Deployment/imageshift",
       "MutatingWebhookConfiguration/imageshift",
+      "NetworkPolicy/imageshift",
       "PodDisruptionBudget/imageshift",
       "Role/imageshift",
       "RoleBinding/imageshift",
@@ -672,6 +681,16 @@ describe("safe defaults (default render)", () => {
     });
     assert.equal(webhook.sideEffects, "None");
     assert.equal(webhook.timeoutSeconds, 5);
+  });
+
+  it("a NetworkPolicy: ingress to the webhook port only, from any source (no API server range known)", () => {
+    const policy = r.one<NetworkPolicy>("NetworkPolicy");
+    assert.deepEqual(policy.spec.podSelector.matchLabels, r.deployment.spec.selector.matchLabels);
+    assert.deepEqual(policy.spec.policyTypes, ["Ingress"]);
+    assert.deepEqual(policy.spec.ingress, [{ ports: [{ port: 8443, protocol: "TCP" }] }]);
+    const ports = r.container.ports;
+    assert.equal(ports.find((port) => port.name === "webhook")?.containerPort, 8443);
+    assert.equal(ports.find((port) => port.name === "metrics")?.containerPort, 8080);
   });
 
   it("the webhook Service listens on 443", () => {
@@ -1179,6 +1198,37 @@ const ROWS: Row[] = [
       assert.ok(r.one<Certificate>("Certificate").spec.dnsNames.includes(`edge-imageshift.${NAMESPACE}.svc`));
     },
   },
+  {
+    values: ["networkPolicy.enabled"],
+    args: set("networkPolicy.enabled=false"),
+    effect: "no NetworkPolicy",
+    check: (r) => assert.equal(r.find("NetworkPolicy"), undefined),
+  },
+  {
+    values: ["networkPolicy.apiServerCIDRs"],
+    args: set("networkPolicy.apiServerCIDRs={10.0.0.0/24,192.168.1.5/32}"),
+    effect: "the webhook port admits those source ranges only",
+    check: (r) =>
+      assert.deepEqual(r.one<NetworkPolicy>("NetworkPolicy").spec.ingress, [
+        {
+          ports: [{ port: 8443, protocol: "TCP" }],
+          from: [{ ipBlock: { cidr: "10.0.0.0/24" } }, { ipBlock: { cidr: "192.168.1.5/32" } }],
+        },
+      ]),
+  },
+  {
+    values: ["networkPolicy.metricsFrom"],
+    args: file("network-policy.yaml"),
+    effect: "the metrics port admits those peers",
+    check: (r) =>
+      assert.deepEqual(r.one<NetworkPolicy>("NetworkPolicy").spec.ingress, [
+        { ports: [{ port: 8443, protocol: "TCP" }] },
+        {
+          ports: [{ port: 8080, protocol: "TCP" }],
+          from: (fixture("network-policy.yaml").networkPolicy as { metricsFrom: unknown }).metricsFrom,
+        },
+      ]),
+  },
 ];
 
 /** A release name without "imageshift" gets a suffix; one with it is used as it is. */
@@ -1199,6 +1249,7 @@ for (const [release, fullname] of [
         `ClusterRoleBinding/${fullname}`,
         `Deployment/${fullname}`,
         `MutatingWebhookConfiguration/${fullname}`,
+        `NetworkPolicy/${fullname}`,
         `PodDisruptionBudget/${fullname}`,
         `Role/${fullname}`,
         `RoleBinding/${fullname}`,

@@ -286,8 +286,10 @@ describe("switching from the Mutating Registry Webhook", { timeout: 50 * 60_000 
       gcr: "mirror.corp/gcr/distroless/static:nonroot",
       old: "old.corp/team/tool:2",
     };
+    // The enabled entry calls /mutate, the strict entry /mutate/strict.
     const calls = async () =>
-      (await operator?.metric("imageshift_admission_requests_total", { webhook: "mutate" })) ?? 0;
+      ((await operator?.metric("imageshift_admission_requests_total", { webhook: "mutate" })) ?? 0) +
+      ((await operator?.metric("imageshift_admission_requests_total", { webhook: "mutate/strict" })) ?? 0);
     for (const [namespace, labels, expected] of [
       ["apps", { team: "a" }, rewritten],
       ["apps", {}, { ...rewritten, quay: UNCHANGED.quay }],

@@ -218,7 +218,7 @@ describe("strict namespaces cannot be bypassed", { timeout: 15 * 60_000 }, () =>
       created.stderr,
       /containers\/app: image "long\.example\/team\/service-with-a-long-name:1\.0" not rewritten: rule RegistryRewriteRule\/too-long spec\.rules\[0\] produced /,
     );
-    assert.match(created.stderr, /name is 281 characters, more than 255/);
+    assert.match(created.stderr, /repository path is 269 characters, more than 255/);
     const listed = await k.json<{ items: Pod[] }>(["get", "pods", "--namespace", STRICT]);
     assert.ok(
       listed.items.every((pod) => imageOf(pod) !== LONG_SOURCE),
