@@ -267,6 +267,41 @@ describe("operator modules against a real control plane", { timeout: 50 * 60_000
       await waitFor("both deleted", 5000, () => source.clusterObjects().length === 0);
     });
 
+    it("an edit that makes an object unusable keeps its last usable generation, and status says so", {
+      timeout: 30_000,
+    }, async () => {
+      const { source } = await syncedSource();
+      const rules = (tag: string) =>
+        [1, 2, 3, 4, 5].map((i) => ({ registry: `lg${i}.example`, target: `mirror.example/${tag}` }));
+      await apply(imageshift("airgap", { mappings: { swap: rules("one") } }));
+      await waitFor("generation 1 in use", 5000, () => source.current()?.ruleSet.size === 5);
+      // Accepted here (no validating webhook), as it was while the webhook was down.
+      await apply(imageshift("airgap", { default: "not a registry!", mappings: { swap: rules("two") } }));
+      await waitFor(
+        "generation 2 seen",
+        5000,
+        () => entryOf(source, "airgap")?.object.metadata?.generation === 2,
+      );
+      assert.equal(source.current()?.ruleSet.size, 5, "generation 1's rules stay");
+      for (const i of [1, 2, 3, 4, 5])
+        assert.equal(rewrite(source, `lg${i}.example/app:1`), "mirror.example/one/app:1");
+
+      await new StatusWriter(client, captureLogger().logger).sync(() => source.clusterObjects());
+      const stored = await getImageshift("airgap");
+      const ready = stored.status?.conditions?.find((condition) => condition.type === "Ready");
+      assert.equal(stored.status?.observedGeneration, 2);
+      assert.equal(stored.status?.rules, 5);
+      assert.equal(ready?.status, "False");
+      assert.equal(ready?.reason, "InvalidObjectLastGoodInUse");
+      assert.match(
+        ready?.message ?? "",
+        /^generation 2 not in use, serving generation 1's 5 rule\(s\) instead: spec\.default: /,
+      );
+
+      await remove("imageshifts.imageshift.dev", "airgap");
+      await waitFor("deleted, kept rules too", 5000, () => source.current()?.ruleSet.size === 0);
+    });
+
     it("watches RegistryRewriteRules unless watchCompat is false", { timeout: 30_000 }, async () => {
       const both = await syncedSource();
       const own = await syncedSource({ watchCompat: false });
