@@ -368,6 +368,49 @@ describe("operator modules against a real control plane", { timeout: 50 * 60_000
       await remove("imageshifts.imageshift.dev", "restart");
       await waitFor("the delete", 10_000, () => rewrite(source, image) === image);
     });
+
+    it("after a long outage, and after a short one later, a change arrives within 2 s of the API server being ready", {
+      timeout: 180_000,
+    }, async (t) => {
+      // Default backoff. Without a bound on retries of an unreachable server, 20 s away put the
+      // next attempt up to 16 s out; without a reset, a later 3 s blip waited as long.
+      const { source, lines } = await syncedSource();
+      const image = "outage.example/app:1";
+      await apply(imageshift("outage", swap("outage.example", "mirror.example/before")));
+      await waitFor(
+        "the object is used",
+        5000,
+        () => rewrite(source, image) === "mirror.example/before/app:1",
+      );
+      for (const [outage, awayMs] of [
+        ["long", 20_000],
+        ["short", 0],
+      ] as const) {
+        await cp!.stopApiServer();
+        await sleep(awayMs);
+        await cp!.startApiServer();
+        const ready = Date.now();
+        // Through the API, not kubectl: kubectl's first call after a restart takes 1-2 s itself.
+        await client.patch(
+          "/apis/imageshift.dev/v1/imageshifts/outage",
+          { spec: swap("outage.example", `mirror.example/after-${outage}`) },
+          "merge",
+        );
+        await waitFor(
+          `the change after the ${outage} outage, within 2 s of the API server being ready`,
+          2000 - (Date.now() - ready),
+          () => rewrite(source, image) === `mirror.example/after-${outage}/app:1`,
+        );
+        t.diagnostic(
+          `${outage} outage: the change arrived ${Date.now() - ready} ms after the API server was ready`,
+        );
+      }
+      assert.ok(
+        lines.some((line) => line.msg === "watch resumed"),
+        "the watches did break and resume",
+      );
+      await remove("imageshifts.imageshift.dev", "outage");
+    });
   });
 
   describe("WatchedKind", () => {
