@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
 import { captureLogger } from "../telemetry/testing.ts";
+import { within } from "../testing.ts";
 import { KubeClient } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
 import { staticToken } from "./kubeconfig.ts";
@@ -383,6 +384,16 @@ describe("WatchedKind", () => {
     await until("the second watch", () => watches === 2);
     assert.deepEqual(seen.slice(0, 4), ["list", "watch@10", "list", "watch@10"]);
     assert.deepEqual(names(watch), ["a"]);
+  });
+
+  test("stop() abandons a list the server does not answer", async () => {
+    onList = () => {}; // never answered
+    onWatch = () => assert.fail("no watch without a list");
+    const { watch } = watched();
+    void watch.start();
+    await until("the list", () => seen.length === 1);
+    await within(watch.stop(), 1000, "stop()");
+    await until("its request closed", () => open.size === 0);
   });
 
   test("stop() ends an open watch at once, and nothing is retried after it", async () => {

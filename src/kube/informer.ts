@@ -137,7 +137,7 @@ export class WatchedKind<T extends KubeObject> {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       try {
-        let resourceVersion = await this.relist();
+        let resourceVersion = await this.relist(signal);
         listed();
         while (!signal.aborted) resourceVersion = await this.watchFrom(resourceVersion, signal);
       } catch (error) {
@@ -149,9 +149,9 @@ export class WatchedKind<T extends KubeObject> {
     }
   }
 
-  private async relist(): Promise<string | undefined> {
+  private async relist(signal: AbortSignal): Promise<string | undefined> {
     const { client, path, fieldSelector } = this.options;
-    const { items, resourceVersion } = await client.list<T>(path, { fieldSelector });
+    const { items, resourceVersion } = await client.list<T>(path, { fieldSelector }, signal);
     this.store.clear();
     for (const item of items) this.store.set(keyOf(item), this.keep(item));
     this.snapshot = undefined;
