@@ -95,7 +95,7 @@ export class WatchedKind<T extends KubeObject> {
   private abort = new AbortController();
   private running: Promise<void> | undefined;
   private backoffMs: number;
-  /** Failures since the last healthy watch, and the last one's message (repeats log at debug). */
+  /** Failures since the last successful list, and the last one's message (repeats log at debug). */
   private failures = 0;
   private lastFailure = "";
   /** True once the first list has completed. */
@@ -156,6 +156,9 @@ export class WatchedKind<T extends KubeObject> {
     for (const item of items) this.store.set(keyOf(item), this.keep(item));
     this.snapshot = undefined;
     if (!this.synced) this.options.logger.info({ path, objects: items.length }, "watch synced");
+    if (this.failures > 0) this.options.logger.info({ path, failures: this.failures }, "watch resumed");
+    this.failures = 0;
+    this.lastFailure = "";
     this.synced = true;
     this.options.onChange();
     return resourceVersion;
@@ -195,10 +198,6 @@ export class WatchedKind<T extends KubeObject> {
   /** A healthy watch: the next failure waits the shortest time again. */
   private recovered(): void {
     this.backoffMs = this.options.minBackoffMs ?? 500;
-    if (this.failures > 0)
-      this.options.logger.info({ path: this.options.path, failures: this.failures }, "watch resumed");
-    this.failures = 0;
-    this.lastFailure = "";
   }
 
   /** Applies one event to the cache; returns the resourceVersion it carries. */
