@@ -196,6 +196,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
         rules: new FileRuleSource({ path: values.rules, logger }),
         certificateSource: undefined,
         stop: async () => {},
+        close: () => {},
       }
     : // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
       (await import("../kube/cluster-mode.ts")).clusterMode({
@@ -236,9 +237,10 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, "signal received");
-      void mode
-        .stop()
-        .then(() => app.stop(grace * 1000))
+      // Not ready at once (app.stop's first step), while the Lease is given up (bounded, see
+      // kube/leader.ts) and requests in flight finish; then nothing left waits on the API server.
+      void Promise.all([mode.stop(), app.stop(grace * 1000)])
+        .then(() => mode.close())
         .then(resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));

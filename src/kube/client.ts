@@ -74,16 +74,17 @@ export class KubeClient {
       : new http.Agent({ keepAlive: true });
   }
 
-  get<T>(path: string, query?: RequestOptions["query"]): Promise<T> {
-    return this.json<T>("GET", path, query ? { query } : {});
+  /** `signal` (here and below) abandons the call: it rejects at once and its connection closes. */
+  get<T>(path: string, query?: RequestOptions["query"], signal?: AbortSignal): Promise<T> {
+    return this.json<T>("GET", path, { ...(query ? { query } : {}), ...(signal ? { signal } : {}) });
   }
 
-  create<T>(path: string, body: T): Promise<T> {
-    return this.json<T>("POST", path, { body });
+  create<T>(path: string, body: T, signal?: AbortSignal): Promise<T> {
+    return this.json<T>("POST", path, { body, ...(signal ? { signal } : {}) });
   }
 
-  replace<T>(path: string, body: T): Promise<T> {
-    return this.json<T>("PUT", path, { body });
+  replace<T>(path: string, body: T, signal?: AbortSignal): Promise<T> {
+    return this.json<T>("PUT", path, { body, ...(signal ? { signal } : {}) });
   }
 
   patch<T>(path: string, body: unknown, type: PatchType): Promise<T> {
@@ -91,16 +92,20 @@ export class KubeClient {
   }
 
   /** Every page of a list; the result carries the resourceVersion to watch from. */
-  async list<T extends KubeObject>(path: string, query: Record<string, string | undefined> = {}) {
+  async list<T extends KubeObject>(
+    path: string,
+    query: Record<string, string | undefined> = {},
+    signal?: AbortSignal,
+  ) {
     const items: T[] = [];
     let next: string | undefined;
     let resourceVersion: string | undefined;
     do {
-      const page: ObjectList<T> = await this.get<ObjectList<T>>(path, {
-        ...query,
-        limit: LIST_PAGE_SIZE,
-        continue: next,
-      });
+      const page: ObjectList<T> = await this.get<ObjectList<T>>(
+        path,
+        { ...query, limit: LIST_PAGE_SIZE, continue: next },
+        signal,
+      );
       items.push(...(page.items ?? []));
       next = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion;

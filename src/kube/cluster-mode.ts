@@ -60,6 +60,9 @@ export function clusterMode(options: ClusterModeOptions) {
     rules: source,
     certificateSource,
     namespaceLabels: (name: string) => source.namespaceLabels(name),
+    /** The leader's duties: stops leading at once, releases the Lease within a bound. */
     stop: () => duties.stop(),
+    /** Last, once the app has stopped: ends any call still waiting on the API server. */
+    close: () => client.close(),
   };
 }

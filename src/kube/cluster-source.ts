@@ -7,6 +7,13 @@
  * applied with kubectl rewrites the next pod. Objects are compiled once per generation, so
  * status updates and relists do not recompile anything. The source is ready after the first
  * full sync of every watch; while the API server is away, the last rule set keeps serving.
+ *
+ * A bad edit loses nothing, as in standalone mode: a generation that is unusable as a whole
+ * (an object-level error such as `spec.default: "not a registry!"`, which the validating
+ * webhook refuses but cannot stop while it is down) keeps serving the object's last usable
+ * generation, and its status says so. A bad rule drops only itself: the rest of its generation
+ * is used. Last usable generations live in memory, per object (uid): a replica started after
+ * the bad edit never saw one, and serves nothing of that object.
  */
 import { formatIssue } from "../errors.ts";
 import { type CompiledObject, type CompileResult, compileObject } from "../rules/compile.ts";
@@ -45,6 +52,11 @@ export interface ClusterObject {
   readonly resource: RuleObjectKind;
   readonly object: KubeObject & { spec?: unknown; status?: unknown };
   readonly result: CompileResult;
+  /**
+   * Set when this generation is unusable as a whole (`result.object` undefined): the earlier
+   * generation of the same object whose rules are served instead.
+   */
+  readonly lastGood?: CompiledObject;
 }
 
 export interface ClusterRuleSourceOptions {
@@ -60,6 +72,8 @@ export class ClusterRuleSource implements RuleSource {
   private readonly namespaces: WatchedKind<Namespace>;
   private readonly listeners: ((rules: CompiledRules) => void)[] = [];
   private readonly compiled = new Map<string, ClusterObject>();
+  /** Per object (`kind/uid`), the compile of its latest usable generation. */
+  private readonly lastGood = new Map<string, CompiledObject>();
   private active: CompiledRules | undefined;
   private activeKey = "";
   private objects: ClusterObject[] = [];
@@ -144,11 +158,14 @@ export class ClusterRuleSource implements RuleSource {
   rebuild(): void {
     if (!this.synced) return;
     const seen = new Set<string>();
+    const identities = new Set<string>();
     const objects: ClusterObject[] = [];
     for (const { resource, watch } of this.kinds) {
       for (const object of watch.list()) {
-        const key = `${resource.kind}/${object.metadata?.uid}/${object.metadata?.generation}`;
+        const identity = `${resource.kind}/${object.metadata?.uid}`;
+        const key = `${identity}/${object.metadata?.generation}`;
         seen.add(key);
+        identities.add(identity);
         let entry = this.compiled.get(key);
         if (!entry) {
           const name = object.metadata?.name ?? "";
@@ -164,17 +181,19 @@ export class ClusterRuleSource implements RuleSource {
           entry = { ...entry, object };
           this.compiled.set(key, entry);
         }
+        entry = this.withLastGood(identity, key, entry);
         objects.push(entry);
       }
     }
     for (const key of this.compiled.keys()) if (!seen.has(key)) this.compiled.delete(key);
+    // A deleted object's last usable generation goes with it.
+    for (const identity of this.lastGood.keys())
+      if (!identities.has(identity)) this.lastGood.delete(identity);
     this.objects = objects;
     const activeKey = [...seen].sort().join("\n");
     if (this.active && activeKey === this.activeKey) return;
     this.activeKey = activeKey;
-    const usable: CompiledObject[] = objects.flatMap((entry) =>
-      entry.result.object ? [entry.result.object] : [],
-    );
+    const usable: CompiledObject[] = objects.flatMap((entry) => entry.result.object ?? entry.lastGood ?? []);
     this.active = {
       ruleSet: new RuleSet(usable.flatMap((object) => [...object.rules])),
       objects: usable,
@@ -185,5 +204,30 @@ export class ClusterRuleSource implements RuleSource {
       "rules loaded from the cluster",
     );
     for (const listener of this.listeners) listener(this.active);
+  }
+
+  /**
+   * Records a usable generation as the object's last good one, or links an unusable one to
+   * the last good generation served in its place (once per generation, logged).
+   */
+  private withLastGood(identity: string, key: string, entry: ClusterObject): ClusterObject {
+    if (entry.result.object) {
+      this.lastGood.set(identity, entry.result.object);
+      return entry;
+    }
+    const kept = this.lastGood.get(identity);
+    if (!kept || entry.lastGood === kept) return entry;
+    const linked = { ...entry, lastGood: kept };
+    this.compiled.set(key, linked);
+    this.logger.warn(
+      {
+        object: `${entry.resource.kind}/${kept.name}`,
+        generation: entry.object.metadata?.generation,
+        serving: kept.generation,
+        rules: kept.rules.length,
+      },
+      "object has errors; serving its last usable generation",
+    );
+    return linked;
   }
 }

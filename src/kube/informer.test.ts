@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
 import { captureLogger } from "../telemetry/testing.ts";
+import { within } from "../testing.ts";
 import { KubeClient } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
 import { staticToken } from "./kubeconfig.ts";
@@ -248,6 +249,101 @@ describe("WatchedKind", () => {
     assert.equal(watch.synced, true);
   });
 
+  test("a failure after a healthy watch starts again from the shortest backoff, however long an earlier outage was", async () => {
+    let lists = 0;
+    onList = (_url, res) => {
+      lists++;
+      // A long outage (five failures: the backoff reaches its bound), then a short one (one).
+      if (lists <= 5 || lists === 7)
+        sendJson(res, 500, { kind: "Status", code: 500, message: "etcd is away" });
+      else sendJson(res, 200, listOf("10", object("a", "5"), ...(lists >= 8 ? [object("c", "12")] : [])));
+    };
+    let watches = 0;
+    onWatch = (_url, res) => {
+      watches++;
+      events(res, { type: "ADDED", object: object("b", "11") });
+      if (watches === 1) setTimeout(() => res.destroy(), 50); // the short outage begins
+    };
+    const { watch, lines } = watched();
+    await watch.start();
+    const failures = () => lines.filter((line) => line.msg?.startsWith("watch failed"));
+    await until("the change made during the short outage", () => watch.get("c") !== undefined);
+    assert.deepEqual(
+      failures().map((line) => line.retryInMs),
+      [20, 40, 80, 80, 80, 20, 40],
+      "the watch that delivered an event reset the backoff",
+    );
+    assert.ok(
+      lines.some((line) => line.msg === "watch resumed" && line.failures === 5),
+      "the recovery after the long outage is logged",
+    );
+  });
+
+  test("an unreachable API server is retried at least every second: a change shows up within 2 s of its return, however long it was away", async (t) => {
+    // The default backoff (0.5 s doubling to 30 s) for errors the server answers: 4 s of
+    // refused connections would put the next attempt 4 s out, were they not bounded.
+    let readyAt = 0;
+    const items = [object("a", "5")];
+    const open = new Set<ServerResponse>();
+    const down = createServer((req, res) => {
+      const url = new URL(req.url ?? "/", "http://127.0.0.1");
+      if (url.searchParams.get("watch") !== "true") {
+        // Like kube-apiserver while it starts: 503 until its paths are installed.
+        if (Date.now() < readyAt)
+          return sendJson(res, 503, { kind: "Status", code: 503, message: "starting" });
+        return sendJson(res, 200, listOf("10", ...items));
+      }
+      open.add(res);
+      res.writeHead(200, { "content-type": "application/json" });
+    });
+    const listen = (port: number) => new Promise<void>((resolve) => down.listen(port, "127.0.0.1", resolve));
+    await listen(0);
+    const { port } = down.address() as AddressInfo;
+    const direct = new KubeClient({
+      server: `http://127.0.0.1:${port}`,
+      credential: staticToken(undefined),
+      origin: "unit",
+    });
+    const { logger, lines } = captureLogger();
+    const watch = new WatchedKind<KubeObject>({ client: direct, path: PATH, logger, onChange: () => {} });
+    try {
+      await watch.start();
+      await until("the watch is open", () => open.size === 1);
+
+      // Away for 4 s: the watch breaks, every attempt is refused.
+      const closed = new Promise((resolve) => down.close(resolve));
+      for (const res of open) res.destroy();
+      down.closeAllConnections();
+      await closed;
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+
+      // Back, with a change made meanwhile: 503 for its first second, then ready.
+      items.push(object("b", "11"));
+      readyAt = Date.now() + 1000;
+      await listen(port);
+      await new Promise((resolve) => setTimeout(resolve, readyAt - Date.now()));
+      await until("the change, within 2 s of the server's return", () => watch.get("b") !== undefined, 2000);
+      t.diagnostic(`the change arrived ${Date.now() - readyAt} ms after the server was ready`);
+      const failures = lines.filter((line) => line.msg?.startsWith("watch failed"));
+      const refused = failures.filter((line) => /ECONNREFUSED/.test(String(line.err)));
+      assert.ok(refused.length >= 3, `${refused.length} refused attempts in 4 s`);
+      assert.deepEqual(
+        refused.map((line) => (line.level === 40 ? "warn" : line.level === 20 ? "debug" : line.level)),
+        ["warn", ...refused.slice(1).map(() => "debug")],
+        "a repeated failure is logged at debug",
+      );
+      assert.ok(
+        failures.every((line) => Number(line.retryInMs) <= 1000),
+        `no wait longer than a second: ${failures.map((line) => line.retryInMs)}`,
+      );
+    } finally {
+      await watch.stop();
+      direct.close();
+      down.closeAllConnections();
+      await new Promise((resolve) => down.close(resolve));
+    }
+  });
+
   test("a first list that fails still lets start() return, unsynced", async () => {
     onList = (_url, res) => sendJson(res, 403, { kind: "Status", code: 403, message: "forbidden" });
     onWatch = () => assert.fail("no watch without a list");
@@ -288,6 +384,16 @@ describe("WatchedKind", () => {
     await until("the second watch", () => watches === 2);
     assert.deepEqual(seen.slice(0, 4), ["list", "watch@10", "list", "watch@10"]);
     assert.deepEqual(names(watch), ["a"]);
+  });
+
+  test("stop() abandons a list the server does not answer", async () => {
+    onList = () => {}; // never answered
+    onWatch = () => assert.fail("no watch without a list");
+    const { watch } = watched();
+    void watch.start();
+    await until("the list", () => seen.length === 1);
+    await within(watch.stop(), 1000, "stop()");
+    await until("its request closed", () => open.size === 0);
   });
 
   test("stop() ends an open watch at once, and nothing is retried after it", async () => {

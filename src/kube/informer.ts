@@ -4,9 +4,19 @@
  * The loop client-go's reflector runs: list (every page), then watch from the list's
  * resourceVersion, re-watching from the last version seen when the server ends a watch, and
  * relisting when that version is too old (`410 Gone`). Any other failure (API server
- * restarting, connection refused, a 500) is retried with exponential backoff, while the last
- * known objects stay in the cache, so a webhook keeps serving its last good rule set while
- * the API server is away.
+ * restarting, connection refused, a 500) is retried with backoff, while the last known
+ * objects stay in the cache, so a webhook keeps serving its last good rule set while the API
+ * server is away.
+ *
+ * The backoff is what makes a change arrive soon after an outage ends:
+ * - it starts again from its shortest wait once a watch proves healthy (it delivered an event
+ *   or a bookmark, or stayed open a second), so an earlier long outage never slows the
+ *   recovery from a later blip;
+ * - an API server that cannot be reached (connection refused or reset) or says it is
+ *   unavailable (502, 503, 504) is retried at least every second, however long it is away:
+ *   such an attempt costs it nothing, and its return is seen within a second;
+ * - errors it answers otherwise (403, 404, 429, 500) double the wait up to `maxBackoffMs`: the
+ *   server is up, may be overloaded, and a configuration problem is not fixed in a second.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeApiError, kubeErrorMessage } from "../errors.ts";
@@ -40,8 +50,33 @@ function watchTimeoutSeconds(): number {
   return 300 + Math.floor(Math.random() * 300);
 }
 
-/** A watch that ends sooner than this without an event counts as a failure (no hot loop). */
+/**
+ * A watch open this long, or one that delivered an event, is healthy: it resets the backoff.
+ * One that ends sooner without an event counts as a failure (no hot loop).
+ */
 const SHORTEST_HEALTHY_WATCH_MS = 1_000;
+
+/** Longest wait before retrying an API server that is unreachable or unavailable (see above). */
+const UNAVAILABLE_RETRY_MS = 1_000;
+
+/** Network errors that mean the API server cannot be reached: down, restarting, partitioned. */
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+]);
+
+/** True for a server that cannot be reached or says it is unavailable for now. */
+function unavailable(error: unknown): boolean {
+  if (error instanceof KubeApiError) return error.code === 502 || error.code === 503 || error.code === 504;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && UNREACHABLE_CODES.has(code);
+}
 
 function withoutManagedFields<T extends KubeObject>(object: T): T {
   if (!object.metadata?.managedFields) return object;
@@ -60,6 +95,9 @@ export class WatchedKind<T extends KubeObject> {
   private abort = new AbortController();
   private running: Promise<void> | undefined;
   private backoffMs: number;
+  /** Failures since the last successful list, and the last one's message (repeats log at debug). */
+  private failures = 0;
+  private lastFailure = "";
   /** True once the first list has completed. */
   synced = false;
 
@@ -99,7 +137,7 @@ export class WatchedKind<T extends KubeObject> {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       try {
-        let resourceVersion = await this.relist();
+        let resourceVersion = await this.relist(signal);
         listed();
         while (!signal.aborted) resourceVersion = await this.watchFrom(resourceVersion, signal);
       } catch (error) {
@@ -111,13 +149,16 @@ export class WatchedKind<T extends KubeObject> {
     }
   }
 
-  private async relist(): Promise<string | undefined> {
+  private async relist(signal: AbortSignal): Promise<string | undefined> {
     const { client, path, fieldSelector } = this.options;
-    const { items, resourceVersion } = await client.list<T>(path, { fieldSelector });
+    const { items, resourceVersion } = await client.list<T>(path, { fieldSelector }, signal);
     this.store.clear();
     for (const item of items) this.store.set(keyOf(item), this.keep(item));
     this.snapshot = undefined;
     if (!this.synced) this.options.logger.info({ path, objects: items.length }, "watch synced");
+    if (this.failures > 0) this.options.logger.info({ path, failures: this.failures }, "watch resumed");
+    this.failures = 0;
+    this.lastFailure = "";
     this.synced = true;
     this.options.onChange();
     return resourceVersion;
@@ -132,24 +173,31 @@ export class WatchedKind<T extends KubeObject> {
     const started = Date.now();
     let events = 0;
     let latest = resourceVersion;
+    const healthy = () => events > 0 || Date.now() - started >= SHORTEST_HEALTHY_WATCH_MS;
     try {
       await client.watch<T>(
         path,
         { resourceVersion, allowWatchBookmarks: true, fieldSelector, timeoutSeconds: watchTimeoutSeconds() },
         (event) => {
-          events++;
           latest = this.apply(event) ?? latest;
+          events++;
         },
         signal,
       );
     } catch (error) {
+      // A watch that was healthy and then broke (the API server went away): retry from scratch.
+      if (healthy()) this.recovered();
       if (error instanceof KubeApiError && error.code === 410) throw new Expired();
       throw error;
     }
-    if (events === 0 && Date.now() - started < SHORTEST_HEALTHY_WATCH_MS && !signal.aborted)
-      throw new Error(`watch ${path} ended at once`);
-    this.backoffMs = this.options.minBackoffMs ?? 500;
+    if (!healthy() && !signal.aborted) throw new Error(`watch ${path} ended at once`);
+    this.recovered();
     return latest;
+  }
+
+  /** A healthy watch: the next failure waits the shortest time again. */
+  private recovered(): void {
+    this.backoffMs = this.options.minBackoffMs ?? 500;
   }
 
   /** Applies one event to the cache; returns the resourceVersion it carries. */
@@ -170,10 +218,17 @@ export class WatchedKind<T extends KubeObject> {
   }
 
   private async backoff(error: unknown, signal: AbortSignal): Promise<void> {
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(delay * 2, this.options.maxBackoffMs ?? 30_000);
-    this.options.logger.warn(
-      { path: this.options.path, err: kubeErrorMessage(error), retryInMs: delay },
+    const max = this.options.maxBackoffMs ?? 30_000;
+    const bound = unavailable(error) ? Math.min(UNAVAILABLE_RETRY_MS, max) : max;
+    const delay = Math.min(this.backoffMs, bound);
+    this.backoffMs = Math.min(delay * 2, bound);
+    const err = kubeErrorMessage(error);
+    // The first failure of an outage, and each new kind of failure, at warn; repeats at debug.
+    const level = err === this.lastFailure ? "debug" : "warn";
+    this.failures++;
+    this.lastFailure = err;
+    this.options.logger[level](
+      { path: this.options.path, err, retryInMs: delay },
       "watch failed; keeping the last known objects and retrying",
     );
     await sleep(delay, undefined, { signal }).catch(() => {});

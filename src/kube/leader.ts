@@ -5,6 +5,11 @@
  * renewed for `leaseDuration`; a holder that cannot renew within `renewDeadline` steps
  * down on its own. Every write carries the resourceVersion it read, so two replicas can
  * never both take an expired Lease.
+ *
+ * On shutdown the replica stops leading at once and gives the Lease up, so another takes
+ * over without waiting for it to expire; but an API server that does not answer never holds
+ * up the shutdown: the release is abandoned after `RELEASE_TIMEOUT_MS`, and the Lease then
+ * expires on its own after its duration.
  */
 import { KubeApiError, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -24,6 +29,13 @@ export interface LeaderElectionOptions {
   onStoppedLeading: () => void;
 }
 
+/**
+ * How long `stop()` waits for the API server to take the Lease back: long enough for a
+ * healthy one (milliseconds), short against the pod's termination grace period. Past it,
+ * the Lease expires on its own after `leaseDuration` (15 s).
+ */
+export const RELEASE_TIMEOUT_MS = 2_000;
+
 function statusCode(error: unknown): number | undefined {
   return error instanceof KubeApiError ? error.code : undefined;
 }
@@ -38,6 +50,8 @@ export class LeaderElector {
   private lastRenew = 0;
   private stopped = false;
   private ticking: Promise<void> | undefined;
+  /** Aborts the attempt in flight when stopping: its answer no longer matters. */
+  private campaign = new AbortController();
   /** The Lease record last seen and when (on our clock) it last changed; see tryAcquireOrRenew. */
   private observed = { record: "", at: 0 };
   leading = false;
@@ -52,30 +66,39 @@ export class LeaderElector {
 
   start(): void {
     this.stopped = false;
+    this.campaign = new AbortController();
     this.ticking = this.tick();
   }
 
   /**
-   * Stops campaigning, after any attempt in flight, and gives the Lease up if this replica
-   * holds it, so another replica takes over at once.
+   * Stops leading at once, abandons any attempt in flight, and gives the Lease up if this
+   * replica holds it, so another replica takes over at once; within `RELEASE_TIMEOUT_MS`
+   * whatever the API server does.
    */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.ticking;
     if (this.leading) this.setLeading(false);
+    this.campaign.abort();
+    await this.ticking;
+    const signal = AbortSignal.timeout(RELEASE_TIMEOUT_MS);
     try {
-      const lease = await this.read();
+      // Read again: an attempt abandoned above may still have taken the Lease.
+      const lease = await this.read(signal);
       if (lease?.spec && lease.spec.holderIdentity === this.options.identity) {
         // An expired Lease with no holder: anyone may take it at once.
         const { holderIdentity: _released, ...spec } = lease.spec;
-        await this.client.replace(this.path(this.options.name), {
-          ...lease,
-          spec: { ...spec, renewTime: microTime(new Date(0)) },
-        });
+        await this.client.replace(
+          this.path(this.options.name),
+          { ...lease, spec: { ...spec, renewTime: microTime(new Date(0)) } },
+          signal,
+        );
       }
     } catch (error) {
-      this.options.logger.warn({ err: kubeErrorMessage(error) }, "could not release the leader Lease");
+      const err = signal.aborted
+        ? `no answer within ${RELEASE_TIMEOUT_MS} ms; the Lease expires on its own after ${this.leaseDurationMs} ms`
+        : kubeErrorMessage(error);
+      this.options.logger.warn({ err }, "could not release the leader Lease");
     }
   }
 
@@ -87,6 +110,7 @@ export class LeaderElector {
       if (acquired && !this.leading) this.setLeading(true);
       if (!acquired && this.leading) this.setLeading(false);
     } catch (error) {
+      if (this.stopped) return; // abandoned by stop()
       this.options.logger.warn(
         { err: kubeErrorMessage(error) },
         "leader election: Lease not read or written",
@@ -121,9 +145,9 @@ export class LeaderElector {
     });
   }
 
-  private async read(): Promise<Lease | undefined> {
+  private async read(signal: AbortSignal): Promise<Lease | undefined> {
     try {
-      return await this.client.get<Lease>(this.path(this.options.name));
+      return await this.client.get<Lease>(this.path(this.options.name), undefined, signal);
     } catch (error) {
       if (statusCode(error) === 404) return undefined;
       throw error;
@@ -133,7 +157,8 @@ export class LeaderElector {
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { name, namespace, identity } = this.options;
     const now = new Date();
-    const lease = await this.read();
+    const { signal } = this.campaign;
+    const lease = await this.read(signal);
     const spec = {
       holderIdentity: identity,
       leaseDurationSeconds: Math.ceil(this.leaseDurationMs / 1000),
@@ -141,12 +166,16 @@ export class LeaderElector {
     };
     if (!lease) {
       try {
-        await this.client.create<Lease>(this.path(), {
-          apiVersion: "coordination.k8s.io/v1",
-          kind: "Lease",
-          metadata: { name, namespace },
-          spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
-        });
+        await this.client.create<Lease>(
+          this.path(),
+          {
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: { name, namespace },
+            spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
+          },
+          signal,
+        );
         return true;
       } catch (error) {
         if (statusCode(error) === 409) return false; // another replica created it first
@@ -171,7 +200,7 @@ export class LeaderElector {
       },
     };
     try {
-      await this.client.replace(this.path(name), renewed);
+      await this.client.replace(this.path(name), renewed, signal);
       return true;
     } catch (error) {
       if (statusCode(error) === 409) return false; // someone else wrote it since we read it

@@ -105,6 +105,31 @@ describe("desiredStatus", () => {
     assert.match(condition.message, /^not in use: spec\.priority: /);
   });
 
+  test("a wholly invalid generation with an earlier one in use: InvalidObjectLastGoodInUse, that one's rules", () => {
+    const earlier = entry(VALID, { generation: 3 }).result.object!;
+    const broken = { ...entry(WHOLLY_INVALID, { generation: 4 }), lastGood: earlier };
+    const status = desiredStatus(broken, NOW);
+    assert.equal(status.rules, 3, "the earlier generation's rules are in use");
+    assert.equal(status.observedGeneration, 4);
+    const condition = ready(status);
+    assert.equal(condition.status, "False");
+    assert.equal(condition.reason, "InvalidObjectLastGoodInUse");
+    assert.match(
+      condition.message,
+      /^generation 4 not in use, serving generation 3's 3 rule\(s\) instead: spec\.priority: /,
+    );
+    // No write loop: the stored status is matched by the status computed from it.
+    const again = desiredStatus({ ...broken, object: { ...broken.object, status } }, new Date());
+    assert.equal(statusMatches(status, again), true);
+
+    // Without generations (not from an API server), the message still reads.
+    const bare = { ...entry(WHOLLY_INVALID), lastGood: entry(VALID).result.object! };
+    assert.match(
+      ready(desiredStatus(bare, NOW)).message,
+      /^this generation not in use, serving an earlier generation's 3 rule\(s\) instead: /,
+    );
+  });
+
   test("an object-level problem without a field path is reported as (object)", () => {
     const object = {
       apiVersion: "imageshift.dev/v1",

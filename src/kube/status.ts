@@ -3,7 +3,7 @@
  *
  *   status:
  *     observedGeneration: 3
- *     rules: 5                      # rules in use
+ *     rules: 5                      # rules in use (an earlier generation's, see below)
  *     warnings:                     # every validation warning, also those of objects
  *     - "spec.rules[1].match: …"    #   created before ImageShift was installed
  *     conditions:
@@ -11,6 +11,11 @@
  *       status: "False"
  *       reason: InvalidRules
  *       message: "spec.mappings.regexSwap[2].expression: …; spec.mappings.swap[0].target: …"
+ *
+ * Reasons: `RulesValid`; `InvalidRules` (bad rules dropped, the others in use);
+ * `InvalidObject` (the object as a whole unusable, nothing of it in use);
+ * `InvalidObjectLastGoodInUse` (this generation unusable as a whole, an earlier one's rules
+ * served instead: "generation 4 not in use, serving generation 3's 5 rule(s) instead: …").
  *
  * Only the leader writes (see `leader.ts`), so replicas never fight over it; a write happens
  * only when the wanted status differs from the stored one.
@@ -66,21 +71,40 @@ function warningsOf(entry: ClusterObject): string[] {
 }
 
 /** The status an object should have, keeping the stored transition time when nothing flipped. */
+/** Reason and the start of the message of an object that is not ready. */
+function notReady(entry: ClusterObject): { reason: string; lead: string } {
+  const { object } = entry.result;
+  if (object)
+    return { reason: "InvalidRules", lead: `${object.rules.length} valid rule(s) in use; invalid: ` };
+  const kept = entry.lastGood;
+  if (!kept) return { reason: "InvalidObject", lead: "not in use: " };
+  const generation = entry.object.metadata?.generation;
+  const current = generation === undefined ? "this generation" : `generation ${generation}`;
+  const earlier = kept.generation === undefined ? "an earlier generation" : `generation ${kept.generation}`;
+  return {
+    reason: "InvalidObjectLastGoodInUse",
+    lead: `${current} not in use, serving ${earlier}'s ${kept.rules.length} rule(s) instead: `,
+  };
+}
+
 export function desiredStatus(entry: ClusterObject, now: Date = new Date()): RuleObjectStatus {
   const generation = entry.object.metadata?.generation;
   const errors = entry.result.issues.filter((issue) => issue.severity === "error");
-  const rules = entry.result.object?.rules.length ?? 0;
+  const inUse = entry.result.object ?? entry.lastGood;
+  const rules = inUse?.rules.length ?? 0;
   const ready = errors.length === 0 && entry.result.object !== undefined;
   const warnings = warningsOf(entry);
   let message: string;
+  let reason = "RulesValid";
   if (ready)
     message = `${rules} rule(s) in use${warnings.length > 0 ? `; ${warnings.length} warning(s), see status.warnings` : ""}`;
   else {
     const listed = errors
       .map((issue) => `${issue.location.field || "(object)"}: ${issue.message}`)
       .join("; ");
-    const usable = entry.result.object ? `${rules} valid rule(s) in use; invalid: ` : "not in use: ";
-    message = (usable + listed).slice(0, MESSAGE_MAX);
+    const { reason: why, lead } = notReady(entry);
+    reason = why;
+    message = (lead + listed).slice(0, MESSAGE_MAX);
   }
   const stored = (entry.object.status as StoredStatus | undefined)?.conditions?.find(
     (condition) => condition.type === "Ready",
@@ -89,7 +113,7 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
   const condition: Condition = {
     type: "Ready",
     status,
-    reason: ready ? "RulesValid" : entry.result.object ? "InvalidRules" : "InvalidObject",
+    reason,
     message,
     lastTransitionTime:
       stored?.status === status && stored.lastTransitionTime

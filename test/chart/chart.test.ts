@@ -294,17 +294,22 @@ function grants(spec: Record<string, string[]>): string[] {
   return granted.sort();
 }
 
+/**
+ * What src/kube/* calls: rule objects and namespaces only through watches (list and watch, never
+ * a get), status by patch on the subresource, the Lease by get/create/update, the Secret by
+ * get/create/update and a watch by name, the webhook configurations by get and patch.
+ */
 function expectedClusterPermissions(fullname: string, { compat = true, selfManaged = true } = {}): string[] {
   return grants({
-    "imageshift.dev/imageshifts": ["get", "list", "watch"],
+    "imageshift.dev/imageshifts": ["list", "watch"],
     "imageshift.dev/imageshifts/status": ["patch"],
     ...(compat
       ? {
-          "dev.flemzord.fr/registryrewriterules": ["get", "list", "watch"],
+          "dev.flemzord.fr/registryrewriterules": ["list", "watch"],
           "dev.flemzord.fr/registryrewriterules/status": ["patch"],
         }
       : {}),
-    "/namespaces": ["get", "list", "watch"],
+    "/namespaces": ["list", "watch"],
     ...(selfManaged
       ? {
           [`admissionregistration.k8s.io/mutatingwebhookconfigurations @${fullname}`]: ["get", "patch"],
@@ -506,6 +511,11 @@ describe("NOTES.txt", () => {
     assert.match(text, /kubectl label namespace NAME imageshift\.dev=enabled/);
     assert.match(text, /imageshift\.dev=strict/);
     assert.match(text, /kubectl get ims,rrr\n/);
+  });
+
+  it("the command that labels the release namespace for the restricted pod security level", () => {
+    const label = "pod-security\\.kubernetes\\.io/enforce=restricted";
+    assert.match(notes([]), new RegExp(`kubectl label namespace ${NAMESPACE} ${label}\\n`));
   });
 
   it("namespaceLabel and compatKind.enabled=false", () => {

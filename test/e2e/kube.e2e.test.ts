@@ -267,6 +267,41 @@ describe("operator modules against a real control plane", { timeout: 50 * 60_000
       await waitFor("both deleted", 5000, () => source.clusterObjects().length === 0);
     });
 
+    it("an edit that makes an object unusable keeps its last usable generation, and status says so", {
+      timeout: 30_000,
+    }, async () => {
+      const { source } = await syncedSource();
+      const rules = (tag: string) =>
+        [1, 2, 3, 4, 5].map((i) => ({ registry: `lg${i}.example`, target: `mirror.example/${tag}` }));
+      await apply(imageshift("airgap", { mappings: { swap: rules("one") } }));
+      await waitFor("generation 1 in use", 5000, () => source.current()?.ruleSet.size === 5);
+      // Accepted here (no validating webhook), as it was while the webhook was down.
+      await apply(imageshift("airgap", { default: "not a registry!", mappings: { swap: rules("two") } }));
+      await waitFor(
+        "generation 2 seen",
+        5000,
+        () => entryOf(source, "airgap")?.object.metadata?.generation === 2,
+      );
+      assert.equal(source.current()?.ruleSet.size, 5, "generation 1's rules stay");
+      for (const i of [1, 2, 3, 4, 5])
+        assert.equal(rewrite(source, `lg${i}.example/app:1`), "mirror.example/one/app:1");
+
+      await new StatusWriter(client, captureLogger().logger).sync(() => source.clusterObjects());
+      const stored = await getImageshift("airgap");
+      const ready = stored.status?.conditions?.find((condition) => condition.type === "Ready");
+      assert.equal(stored.status?.observedGeneration, 2);
+      assert.equal(stored.status?.rules, 5);
+      assert.equal(ready?.status, "False");
+      assert.equal(ready?.reason, "InvalidObjectLastGoodInUse");
+      assert.match(
+        ready?.message ?? "",
+        /^generation 2 not in use, serving generation 1's 5 rule\(s\) instead: spec\.default: /,
+      );
+
+      await remove("imageshifts.imageshift.dev", "airgap");
+      await waitFor("deleted, kept rules too", 5000, () => source.current()?.ruleSet.size === 0);
+    });
+
     it("watches RegistryRewriteRules unless watchCompat is false", { timeout: 30_000 }, async () => {
       const both = await syncedSource();
       const own = await syncedSource({ watchCompat: false });
@@ -332,6 +367,49 @@ describe("operator modules against a real control plane", { timeout: 50 * 60_000
       );
       await remove("imageshifts.imageshift.dev", "restart");
       await waitFor("the delete", 10_000, () => rewrite(source, image) === image);
+    });
+
+    it("after a long outage, and after a short one later, a change arrives within 2 s of the API server being ready", {
+      timeout: 180_000,
+    }, async (t) => {
+      // Default backoff. Without a bound on retries of an unreachable server, 20 s away put the
+      // next attempt up to 16 s out; without a reset, a later 3 s blip waited as long.
+      const { source, lines } = await syncedSource();
+      const image = "outage.example/app:1";
+      await apply(imageshift("outage", swap("outage.example", "mirror.example/before")));
+      await waitFor(
+        "the object is used",
+        5000,
+        () => rewrite(source, image) === "mirror.example/before/app:1",
+      );
+      for (const [outage, awayMs] of [
+        ["long", 20_000],
+        ["short", 0],
+      ] as const) {
+        await cp!.stopApiServer();
+        await sleep(awayMs);
+        await cp!.startApiServer();
+        const ready = Date.now();
+        // Through the API, not kubectl: kubectl's first call after a restart takes 1-2 s itself.
+        await client.patch(
+          "/apis/imageshift.dev/v1/imageshifts/outage",
+          { spec: swap("outage.example", `mirror.example/after-${outage}`) },
+          "merge",
+        );
+        await waitFor(
+          `the change after the ${outage} outage, within 2 s of the API server being ready`,
+          2000 - (Date.now() - ready),
+          () => rewrite(source, image) === `mirror.example/after-${outage}/app:1`,
+        );
+        t.diagnostic(
+          `${outage} outage: the change arrived ${Date.now() - ready} ms after the API server was ready`,
+        );
+      }
+      assert.ok(
+        lines.some((line) => line.msg === "watch resumed"),
+        "the watches did break and resume",
+      );
+      await remove("imageshifts.imageshift.dev", "outage");
     });
   });
 

@@ -1,0 +1,179 @@
+/**
+ * `imageshift serve` in cluster mode, stopped with SIGTERM while the API server has stopped
+ * answering: readiness turns false at once, and the process exits within the bound on the
+ * Lease release (src/kube/leader.ts, RELEASE_TIMEOUT_MS) instead of waiting on the API server.
+ * The API server is a scripted stand-in over plain HTTP, reached through a kubeconfig.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, describe, it } from "node:test";
+import { RELEASE_TIMEOUT_MS } from "../../src/kube/leader.ts";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const BIN = join(ROOT, "bin", "imageshift.js");
+const LEASE = "/apis/coordination.k8s.io/v1/namespaces/imageshift-system/leases/imageshift-status-writer";
+/** Headroom over the release bound for the rest of the shutdown on a loaded machine. */
+const MARGIN_MS = 1500;
+
+type LogLine = { msg?: string; [key: string]: unknown };
+
+/** Lists are empty, watches stay open, the Lease is kept; with `answering` false, nothing is answered. */
+class ScriptedApiServer {
+  readonly server = http.createServer((req, res) => this.handle(req, res));
+  answering = true;
+  /** Requests held unanswered, as `METHOD path`. */
+  readonly pending = new Map<ServerResponse, string>();
+  private lease: unknown;
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const watching = url.searchParams.get("watch") === "true";
+    if (!this.answering || watching) {
+      this.pending.set(res, `${req.method} ${url.pathname}`);
+      res.on("close", () => this.pending.delete(res));
+      if (watching) res.writeHead(200, { "content-type": "application/json" });
+      return;
+    }
+    let body = "";
+    req.on("data", (chunk: Buffer) => {
+      body += chunk.toString();
+    });
+    req.on("end", () => {
+      const send = (status: number, value: unknown) => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify(value));
+      };
+      if (url.pathname !== LEASE && !url.pathname.endsWith("/leases"))
+        return send(200, { metadata: { resourceVersion: "1" }, items: [] });
+      if (req.method === "GET") return this.lease ? send(200, this.lease) : send(404, { code: 404 });
+      const lease = JSON.parse(body) as { metadata?: object };
+      this.lease = { ...lease, metadata: { ...lease.metadata, resourceVersion: String(Date.now()) } };
+      send(req.method === "POST" ? 201 : 200, this.lease);
+    });
+  }
+}
+
+function readyz(url: URL): Promise<number | "refused"> {
+  return new Promise((resolve) => {
+    const req = http.get(new URL("/readyz", url), { agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.setTimeout(1000, () => req.destroy());
+    req.on("error", () => resolve("refused"));
+  });
+}
+
+async function until<T>(
+  what: string,
+  ms: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("imageshift serve in cluster mode: SIGTERM with the API server not answering", () => {
+  const api = new ScriptedApiServer();
+  let temp = "";
+  let child: ChildProcess | undefined;
+
+  before(async () => {
+    temp = await mkdtemp(join(tmpdir(), "imageshift-shutdown-"));
+    await new Promise<void>((resolve) => api.server.listen(0, "127.0.0.1", resolve));
+    const { port } = api.server.address() as AddressInfo;
+    const kubeconfig = {
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "scripted", cluster: { server: `http://127.0.0.1:${port}` } }],
+      users: [{ name: "scripted", user: { token: "t" } }],
+      contexts: [{ name: "scripted", context: { cluster: "scripted", user: "scripted" } }],
+      "current-context": "scripted",
+    };
+    await writeFile(join(temp, "kubeconfig"), JSON.stringify(kubeconfig));
+  });
+
+  after(async () => {
+    child?.kill("SIGKILL");
+    api.server.closeAllConnections();
+    await new Promise((resolve) => api.server.close(resolve));
+    await rm(temp, { recursive: true, force: true });
+  });
+
+  it(`turns not ready at once and exits within ${RELEASE_TIMEOUT_MS} ms (the release bound) and a margin`, {
+    timeout: 60_000,
+  }, async () => {
+    const lines: LogLine[] = [];
+    child = spawn(
+      process.execPath,
+      [
+        BIN,
+        "serve",
+        ...["--bind-address", "127.0.0.1", "--port", "0"],
+        ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0"],
+        ...["--self-signed-dir", join(temp, "ca"), "--leader-election-namespace", "imageshift-system"],
+      ],
+      {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, KUBECONFIG: join(temp, "kubeconfig") },
+      },
+    );
+    createInterface({ input: child.stdout! }).on("line", (text) => {
+      try {
+        lines.push(JSON.parse(text) as LogLine);
+      } catch {
+        lines.push({ msg: `(not JSON) ${text}` });
+      }
+    });
+    const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
+    const serving = await until("serving", 20_000, () => lines.find((line) => line.msg === "serving"));
+    const metrics = new URL(String(serving.metrics));
+    await until("ready", 10_000, async () => ((await readyz(metrics)) === 200 ? true : undefined));
+    await until("leading", 10_000, () => lines.find((line) => line.msg === "became the leader"));
+
+    api.answering = false;
+    const signalled = Date.now();
+    child.kill("SIGTERM");
+    // Readiness is false while the Lease release is still waiting on the API server.
+    const release = await until("the release waiting on the API server", 1000, () =>
+      [...api.pending.values()].find((request) => request === `GET ${LEASE}`),
+    );
+    assert.ok(release);
+    const answer = await readyz(metrics);
+    assert.notEqual(answer, 200, "not ready while the release waits");
+    assert.ok(
+      [...api.pending.values()].includes(`GET ${LEASE}`),
+      "the release was still waiting when readiness was checked",
+    );
+
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([
+      exited,
+      new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), RELEASE_TIMEOUT_MS + MARGIN_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.equal(code, 0, `exited by itself with 0 within ${RELEASE_TIMEOUT_MS + MARGIN_MS} ms of SIGTERM`);
+    const took = Date.now() - signalled;
+    assert.ok(took < RELEASE_TIMEOUT_MS + MARGIN_MS, `${took} ms`);
+    const messages = lines.map((line) => line.msg);
+    assert.ok(messages.includes("could not release the leader Lease"), JSON.stringify(messages));
+    assert.ok(messages.includes("stopped"), JSON.stringify(messages));
+    await until("every request to the API server closed", 1000, () =>
+      api.pending.size === 0 ? true : undefined,
+    );
+  });
+});
