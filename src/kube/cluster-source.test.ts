@@ -94,6 +94,35 @@ describe("ClusterRuleSource: which generation of an object is served", () => {
     return { source, lines, emit, rewrite, entry };
   }
 
+  test("a rule set over budget is refused as a whole; the last good set keeps serving, and statuses say why", async () => {
+    const { source, lines, emit, rewrite, entry } = await started();
+    await emit("ADDED", imageshift("airgap", 1, fiveRules("one")));
+    const regexSwap = Array.from({ length: 10_001 }, (_, i) => ({
+      expression: `^big${i}\\.example/(.*)$`,
+      target: "mirror.example/big/$1",
+    }));
+    await emit("ADDED", imageshift("big", 1, { mappings: { regexSwap } }));
+    assert.equal(source.current()?.ruleSet.size, 5, "the last good set");
+    assert.equal(rewrite("r1.example/app:1"), "mirror.example/one/app:1");
+    assert.equal(rewrite("big7.example/app:1"), "big7.example/app:1");
+    assert.ok(lines.some((line) => line.msg === "rule set over budget; keeping the last good rule set"));
+    const [ready] = desiredStatus(entry("airgap")!).conditions;
+    assert.equal(ready?.reason, "RuleSetOverBudget");
+    assert.match(ready?.message ?? "", /10001 regular-expression rules, more than 10000/);
+
+    // Counted before compiling: 60,000 declared swap rules are refused without compiling them.
+    const swap = Array.from({ length: 60_000 }, (_, i) => ({
+      registry: `s${i}.example`,
+      target: "m.example/s",
+    }));
+    await emit("MODIFIED", imageshift("big", 2, { mappings: { swap } }));
+    assert.equal(source.current()?.ruleSet.size, 5);
+    assert.ok(lines.some((line) => /the rule set has 60005 rules, more than 50000/.test(String(line.err))));
+
+    await emit("DELETED", imageshift("big", 2, {}));
+    assert.equal(entry("airgap") && desiredStatus(entry("airgap")!).conditions[0]?.status, "True");
+  });
+
   test("an object-level error in a new generation keeps the last usable generation's rules, and status says so", async () => {
     const { source, lines, emit, rewrite, entry } = await started();
     await emit("ADDED", imageshift("airgap", 1, fiveRules("one")));

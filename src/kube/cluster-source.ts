@@ -16,7 +16,9 @@
  * the bad edit never saw one, and serves nothing of that object.
  */
 import { formatIssue } from "../errors.ts";
+import { budgetProblem, declaredRules } from "../rules/budget.ts";
 import { type CompiledObject, type CompileResult, compileObject } from "../rules/compile.ts";
+import { RULES_MAX } from "../rules/limits.ts";
 import type { CompiledRules } from "../rules/load.ts";
 import { RuleSet } from "../rules/ruleset.ts";
 import { COMPAT_GROUP, COMPAT_KIND, IMAGESHIFT_GROUP, IMAGESHIFT_KIND } from "../rules/schema.ts";
@@ -57,6 +59,8 @@ export interface ClusterObject {
    * generation of the same object whose rules are served instead.
    */
   readonly lastGood?: CompiledObject;
+  /** Set when the whole rule set is over budget and refused (`rules/budget.ts`): why. */
+  readonly overBudget?: string;
 }
 
 export interface ClusterRuleSourceOptions {
@@ -71,6 +75,7 @@ export class ClusterRuleSource implements RuleSource {
   private readonly kinds: { resource: RuleObjectKind; watch: WatchedKind<KubeObject> }[];
   private readonly namespaces: WatchedKind<Namespace>;
   private readonly listeners: ((rules: CompiledRules) => void)[] = [];
+  private readonly refusedListeners: (() => void)[] = [];
   private readonly compiled = new Map<string, ClusterObject>();
   /** Per object (`kind/uid`), the compile of its latest usable generation. */
   private readonly lastGood = new Map<string, CompiledObject>();
@@ -157,6 +162,13 @@ export class ClusterRuleSource implements RuleSource {
   /** Rebuilds and swaps the rule set; exported behaviour is through `current()` and listeners. */
   rebuild(): void {
     if (!this.synced) return;
+    // Counted before anything new is compiled: a set far over budget costs no memory.
+    let declared = 0;
+    for (const { watch } of this.kinds) for (const object of watch.list()) declared += declaredRules(object);
+    if (declared > RULES_MAX) {
+      this.refuse(`the rule set has ${declared} rules, more than ${RULES_MAX}`);
+      return;
+    }
     const seen = new Set<string>();
     const identities = new Set<string>();
     const objects: ClusterObject[] = [];
@@ -194,8 +206,14 @@ export class ClusterRuleSource implements RuleSource {
     if (this.active && activeKey === this.activeKey) return;
     this.activeKey = activeKey;
     const usable: CompiledObject[] = objects.flatMap((entry) => entry.result.object ?? entry.lastGood ?? []);
+    const rules = usable.flatMap((object) => [...object.rules]);
+    const problem = budgetProblem(rules);
+    if (problem) {
+      this.refuse(problem);
+      return;
+    }
     this.active = {
-      ruleSet: new RuleSet(usable.flatMap((object) => [...object.rules])),
+      ruleSet: new RuleSet(rules),
       objects: usable,
       issues: objects.flatMap((entry) => [...entry.result.issues]),
     };
@@ -204,6 +222,22 @@ export class ClusterRuleSource implements RuleSource {
       "rules loaded from the cluster",
     );
     for (const listener of this.listeners) listener(this.active);
+  }
+
+  /**
+   * The whole set is over budget: the last good set keeps serving (none, before the first),
+   * and every object's status says why.
+   */
+  private refuse(problem: string): void {
+    this.activeKey = "";
+    this.objects = this.objects.map((entry) => ({ ...entry, overBudget: problem }));
+    this.logger.error({ err: problem }, "rule set over budget; keeping the last good rule set");
+    for (const listener of this.refusedListeners) listener();
+  }
+
+  /** Called when a rule set is refused as over budget (the status writer reports it). */
+  onRefused(listener: () => void): void {
+    this.refusedListeners.push(listener);
   }
 
   /**

@@ -54,7 +54,7 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
     }
   };
   const sync = () => {
-    if (elector.leading && source.current()) void writer.sync(() => source.clusterObjects());
+    if (elector.leading && source.synced) void writer.sync(() => source.clusterObjects());
   };
   const elector = new LeaderElector({
     client: options.client,
@@ -81,6 +81,7 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
     },
   });
   source.onChange(sync);
+  source.onRefused(sync);
   elector.start();
   return {
     elector,

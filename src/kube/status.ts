@@ -70,9 +70,13 @@ function warningsOf(entry: ClusterObject): string[] {
   return listed;
 }
 
-/** The status an object should have, keeping the stored transition time when nothing flipped. */
 /** Reason and the start of the message of an object that is not ready. */
 function notReady(entry: ClusterObject): { reason: string; lead: string } {
+  if (entry.overBudget)
+    return {
+      reason: "RuleSetOverBudget",
+      lead: `the rule set is refused, the last good one keeps serving: ${entry.overBudget}`,
+    };
   const { object } = entry.result;
   if (object)
     return { reason: "InvalidRules", lead: `${object.rules.length} valid rule(s) in use; invalid: ` };
@@ -87,12 +91,13 @@ function notReady(entry: ClusterObject): { reason: string; lead: string } {
   };
 }
 
+/** The status an object should have, keeping the stored transition time when nothing flipped. */
 export function desiredStatus(entry: ClusterObject, now: Date = new Date()): RuleObjectStatus {
   const generation = entry.object.metadata?.generation;
   const errors = entry.result.issues.filter((issue) => issue.severity === "error");
   const inUse = entry.result.object ?? entry.lastGood;
   const rules = inUse?.rules.length ?? 0;
-  const ready = errors.length === 0 && entry.result.object !== undefined;
+  const ready = errors.length === 0 && entry.result.object !== undefined && !entry.overBudget;
   const warnings = warningsOf(entry);
   let message: string;
   let reason = "RulesValid";
@@ -104,7 +109,7 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
       .join("; ");
     const { reason: why, lead } = notReady(entry);
     reason = why;
-    message = (lead + listed).slice(0, MESSAGE_MAX);
+    message = (entry.overBudget && listed ? `${lead}; ${listed}` : lead + listed).slice(0, MESSAGE_MAX);
   }
   const stored = (entry.object.status as StoredStatus | undefined)?.conditions?.find(
     (condition) => condition.type === "Ready",
