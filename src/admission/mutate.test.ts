@@ -1575,7 +1575,7 @@ describe("internal errors", () => {
       },
       mode: "Enforce",
       priority: 0,
-      order: [2, -9, 0],
+      position: 0,
       defaultDomain: "docker.io",
       prefix: "docker.io",
       target: { domain: "mirror.local", path: "hub" },

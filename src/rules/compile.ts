@@ -138,6 +138,15 @@ function finish(
   return { object, issues: list.issues };
 }
 
+/**
+ * The order of a rule inside its object as one number: list (exactSwap 0, regexSwap 1, swap 2),
+ * then `key` (minus the prefix length for swap: longest first), then the index. Indexes stay
+ * under 1e7 and prefixes under 1e3 characters (budget and grammar), so the sum is exact.
+ */
+function position(list: number, key: number, index: number): number {
+  return list * 1e13 + (key + 1e3) * 1e7 + index;
+}
+
 /** A rule that catches images of registries its pattern does not name gets a warning. */
 function warnReach(list: IssueList, field: string, rule: RegexRule): void {
   const warning = probeWarning(rule);
@@ -204,7 +213,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       ...base,
       type: "exact",
       ref: ref(field),
-      order: [0, i],
+      position: position(0, 0, i),
       source: source.reference,
       target: target.reference,
     });
@@ -228,7 +237,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       ...base,
       type: "regex",
       ref: ref(field),
-      order: [1, i],
+      position: position(1, 0, i),
       pattern: compiled.pattern,
       template: template.template,
       subject: "canonical",
@@ -250,7 +259,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       ...base,
       type: "swap",
       ref: ref(field),
-      order: [2, -prefix.prefix.length, i],
+      position: position(2, -prefix.prefix.length, i),
       prefix: prefix.prefix,
       target: { domain: target.domain, path: target.path },
     });
@@ -293,7 +302,7 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
       scope,
       mode: "Enforce",
       priority: entry.priority ?? 0,
-      order: [i],
+      position: position(0, 0, i),
       defaultDomain: DOCKER_HUB,
       pattern: compiled.pattern,
       template: template.template,

@@ -42,8 +42,11 @@ interface RuleBase {
   readonly mode: Mode;
   /** Higher first; ties broken by object name, kind, then position in the object. */
   readonly priority: number;
-  /** Position inside its object, in the order the object's rules are tried. */
-  readonly order: readonly number[];
+  /**
+   * Position inside its object, in the order the object's rules are tried (lower first): one
+   * number, not a tuple, since 100,000 rules each carried an array (`position()` in compile.ts).
+   */
+  readonly position: number;
   /** Registry that names without one resolve to, for this rule's object. */
   readonly defaultDomain: string;
 }

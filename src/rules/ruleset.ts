@@ -130,20 +130,12 @@ function push(map: Map<string, Ranked[]>, key: string, entry: Ranked): void {
   else map.set(key, [entry]);
 }
 
-function compareOrder(a: readonly number[], b: readonly number[]): number {
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    const d = (a[i] ?? 0) - (b[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
 /** The global order: priority (higher first), object name, kind, position in the object. */
 export function compareRules(a: Rule, b: Rule): number {
   if (a.priority !== b.priority) return b.priority - a.priority;
   if (a.ref.name !== b.ref.name) return a.ref.name < b.ref.name ? -1 : 1;
   if (a.ref.kind !== b.ref.kind) return a.ref.kind < b.ref.kind ? -1 : 1;
-  return compareOrder(a.order, b.order);
+  return a.position - b.position;
 }
 
 function inScope(scope: Scope, context: EvaluationContext, canonical: string): boolean {
