@@ -110,14 +110,14 @@ describe("ClusterRuleSource: which generation of an object is served", () => {
     assert.equal(ready?.reason, "RuleSetOverBudget");
     assert.match(ready?.message ?? "", /10001 regular-expression rules, more than 10000/);
 
-    // Counted before compiling: 60,000 declared swap rules are refused without compiling them.
-    const swap = Array.from({ length: 60_000 }, (_, i) => ({
+    // Counted before compiling: 110,000 declared swap rules are refused without compiling them.
+    const swap = Array.from({ length: 110_000 }, (_, i) => ({
       registry: `s${i}.example`,
       target: "m.example/s",
     }));
     await emit("MODIFIED", imageshift("big", 2, { mappings: { swap } }));
     assert.equal(source.current()?.ruleSet.size, 5);
-    assert.ok(lines.some((line) => /the rule set has 60005 rules, more than 50000/.test(String(line.err))));
+    assert.ok(lines.some((line) => /the rule set has 110005 rules, more than 100000/.test(String(line.err))));
 
     await emit("DELETED", imageshift("big", 2, {}));
     assert.equal(entry("airgap") && desiredStatus(entry("airgap")!).conditions[0]?.status, "True");

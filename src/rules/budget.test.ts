@@ -49,9 +49,9 @@ describe("rule-set budget", () => {
     assert.deepEqual(errors[0]?.location, RULE_SET_LOCATION);
   });
 
-  test("more than 50,000 rules are refused before any is compiled", () => {
-    const over = compileDocuments([swapDocument("a", 30_000), swapDocument("b", 20_001)]);
-    assert.match(over.overBudget ?? "", /^the rule set has 50001 rules, more than 50000/);
+  test("more than 100,000 rules are refused before any is compiled", () => {
+    const over = compileDocuments([swapDocument("a", 60_000), swapDocument("b", 40_001)]);
+    assert.match(over.overBudget ?? "", /^the rule set has 100001 rules, more than 100000/);
     assert.deepEqual(over.objects, [], "nothing was compiled");
   });
 

@@ -9,6 +9,7 @@
 import { Value } from "@sinclair/typebox/value";
 import type { Issue, Location } from "../errors.ts";
 import { DOCKER_HUB, parseReference, parseRegistryPrefix } from "../image/reference.ts";
+import { ruleField, StringTable } from "./compact.ts";
 import { probeWarning } from "./probe.ts";
 import { compilePattern, parseTemplate } from "./regex.ts";
 import type { Mode, RegexRule, Rule, RuleRef, Scope } from "./rule.ts";
@@ -195,14 +196,18 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
     podSelector: compileSelector(spec.podSelector),
     exclude,
   };
-  const base = { scope, mode: (spec.mode ?? "Enforce") as Mode, priority: spec.priority ?? 0, defaultDomain };
+  const mode = (spec.mode ?? "Enforce") as Mode;
+  const priority = spec.priority ?? 0;
+  const strings = new StringTable();
   const rules: Rule[] = [];
   const { swap = [], exactSwap = [], regexSwap = [] } = spec.mappings;
   const declared = swap.length + exactSwap.length + regexSwap.length;
   if (declared === 0) list.error("spec.mappings", "no rules: add swap, exactSwap or regexSwap entries");
 
+  // Rules are written out field by field, not spread from a shared base: a spread left each
+  // of 100,000 rules with its properties in a separate backing store.
   exactSwap.forEach((entry, i) => {
-    const field = `spec.mappings.exactSwap[${i}]`;
+    const field = ruleField("mappings.exactSwap", i);
     if (list.badRules.has(field)) return;
     const source = parseReference(entry.reference, { defaultDomain });
     if (!source.ok) list.error(`${field}.reference`, source.error);
@@ -210,17 +215,20 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
     if (!target.ok) list.error(`${field}.target`, target.error);
     if (!source.ok || !target.ok) return;
     rules.push({
-      ...base,
       type: "exact",
       ref: ref(field),
+      scope,
+      mode,
+      priority,
       position: position(0, 0, i),
-      source: source.reference,
-      target: target.reference,
+      defaultDomain,
+      source: strings.reference(source.reference),
+      target: strings.reference(target.reference),
     });
   });
 
   regexSwap.forEach((entry, i) => {
-    const field = `spec.mappings.regexSwap[${i}]`;
+    const field = ruleField("mappings.regexSwap", i);
     if (list.badRules.has(field)) return;
     const compiled = compilePattern(entry.expression);
     if (!compiled.ok) {
@@ -234,10 +242,13 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
       return;
     }
     const rule: RegexRule = {
-      ...base,
       type: "regex",
       ref: ref(field),
+      scope,
+      mode,
+      priority,
       position: position(1, 0, i),
+      defaultDomain,
       pattern: compiled.pattern,
       template: template.template,
       subject: "canonical",
@@ -247,7 +258,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
   });
 
   swap.forEach((entry, i) => {
-    const field = `spec.mappings.swap[${i}]`;
+    const field = ruleField("mappings.swap", i);
     if (list.badRules.has(field)) return;
     const prefix = parseRegistryPrefix(entry.registry);
     if (!prefix.ok) list.error(`${field}.registry`, prefix.error);
@@ -256,12 +267,15 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
     if (!prefix.ok || !target.ok) return;
     // Longest prefix first, then list order (see docs/rules.md).
     rules.push({
-      ...base,
       type: "swap",
       ref: ref(field),
+      scope,
+      mode,
+      priority,
       position: position(2, -prefix.prefix.length, i),
-      prefix: prefix.prefix,
-      target: { domain: target.domain, path: target.path },
+      defaultDomain,
+      prefix: strings.get(prefix.prefix),
+      target: { domain: strings.get(target.domain), path: strings.get(target.path) },
     });
   });
 
@@ -276,7 +290,7 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
   const spec = (doc as RegistryRewriteRule).spec;
   const rules: Rule[] = [];
   spec.rules.forEach((entry, i) => {
-    const field = `spec.rules[${i}]`;
+    const field = ruleField("rules", i);
     if (list.badRules.has(field)) return;
     const compiled = compilePattern(entry.match, { allowLeadingNegativeLookahead: true });
     if (!compiled.ok) {

@@ -197,7 +197,7 @@ describe("FileRuleSource", () => {
   it("refuses an edit that puts the rule set over budget, and keeps serving the last good set", async () => {
     const dir = await folder({ "a.yaml": DOCKER });
     await withSource(dir, async (source, lines) => {
-      const swaps = Array.from({ length: 50_001 }, (_, i) => ({
+      const swaps = Array.from({ length: 100_001 }, (_, i) => ({
         registry: `r${i}.corp`,
         target: "m.corp/x",
       }));
@@ -211,7 +211,7 @@ describe("FileRuleSource", () => {
       assert.equal(await source.reload(), false);
       assert.equal(rewrite(source, "nginx:1.25"), "mirror-a.corp/dockerhub/library/nginx:1.25");
       const line = lines.find((l) => l.msg === "rules not reloaded; keeping the last good rule set");
-      assert.match(JSON.stringify(line), /50002 rules, more than 50000/, "a.yaml and b.json together");
+      assert.match(JSON.stringify(line), /100002 rules, more than 100000/, "a.yaml and b.json together");
     });
   });
 
