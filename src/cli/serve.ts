@@ -191,22 +191,17 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
         renewBeforeMs: duration(values["renew-before"], "--renew-before"),
       }
     : undefined;
-  const mode = values.rules
-    ? {
-        rules: new FileRuleSource({ path: values.rules, logger }),
-        certificateSource: undefined,
-        stop: async () => {},
-        close: () => {},
-      }
-    : // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
-      (await import("../kube/cluster-mode.ts")).clusterMode({
+  // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
+  const cluster = values.rules
+    ? undefined
+    : (await import("../kube/cluster-mode.ts")).clusterMode({
         logger,
         watchCompat: !values["disable-compat-kind"],
         namespace,
         ...(selfManaged ? { selfManaged } : {}),
       });
   const certificates =
-    mode.certificateSource ??
+    cluster?.certificateSource ??
     (certFile && keyFile
       ? new FileCertificateSource({ certFile, keyFile, logger })
       : new SelfSignedCertificateSource({
@@ -216,10 +211,12 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
   let app: RunningApp;
   try {
     app = await startApp({
-      rules: mode.rules,
+      rules: cluster?.rules ?? new FileRuleSource({ path: values.rules as string, logger }),
       certificates,
       logger,
-      ...("namespaceLabels" in mode ? { namespaceLabels: mode.namespaceLabels } : {}),
+      ...(cluster
+        ? { namespaceLabels: cluster.namespaceLabels, outer: cluster.outer, runnables: cluster.runnables }
+        : {}),
       failClosed: values["fail-closed"],
       namespaceLabel: values["namespace-label"],
       mrwMetrics: values["mrw-metrics"],
@@ -230,18 +227,15 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       metricsPort,
     });
   } catch (error) {
-    // Cluster mode's watches and leader election would otherwise keep the process alive.
-    await mode.stop();
+    // The manager has stopped whatever had started (leader election included), in reverse.
     throw error instanceof ListenError ? listenUsageError(error) : error;
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, "signal received");
-      // Not ready at once (app.stop's first step), while the Lease is given up (bounded, see
-      // kube/leader.ts) and requests in flight finish; then nothing left waits on the API server.
-      void Promise.all([mode.stop(), app.stop(grace * 1000)])
-        .then(() => mode.close())
-        .then(resolve);
+      // Not ready at once; then, in reverse start order: requests in flight finish, the Lease
+      // is given up (bounded, see kube/leader.ts), and the Kubernetes client closes last.
+      void app.stop(grace * 1000).then(resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

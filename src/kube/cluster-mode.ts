@@ -3,13 +3,14 @@
  * $KUBECONFIG or ~/.kube/config), the cluster rule source, the leader's duties, and in
  * self-managed certificate mode the Secret-backed certificate source.
  */
+import type { Runnable } from "../manager/manager.ts";
 import type { CertificateSource } from "../server/certificates.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { CertificateManager } from "./certificate-manager.ts";
 import { KubeClient } from "./client.ts";
 import { ClusterRuleSource } from "./cluster-source.ts";
 import { loadClusterConnection } from "./kubeconfig.ts";
-import { startStatusReporting } from "./operator.ts";
+import { statusReporting } from "./operator.ts";
 import { SecretCertificateSource } from "./secret-certificates.ts";
 
 export interface SelfManagedCertificates {
@@ -37,7 +38,7 @@ export function clusterMode(options: ClusterModeOptions) {
   const certificates = selfManaged
     ? new CertificateManager({ client, namespace, logger, ...selfManaged })
     : undefined;
-  const duties = startStatusReporting({
+  const duties = statusReporting({
     client,
     source,
     logger,
@@ -56,13 +57,26 @@ export function clusterMode(options: ClusterModeOptions) {
     },
     "cluster mode: rules come from the API server",
   );
+  // Stopped last of all: ends any call still waiting on the API server.
+  const connection: Runnable = {
+    name: "kube-client",
+    start: async () => {},
+    stop: async () => client.close(),
+  };
+  // Started after the rule source, before the certificate source (which, self-managed, waits
+  // for the Secret the leader writes); stopped before the rule source: leadership is released
+  // (within leader.ts's bound) while the webhook has already drained.
+  const leaderElection: Runnable = {
+    name: "leader-election",
+    start: async () => duties.start(),
+    stop: () => duties.stop(),
+  };
   return {
     rules: source,
     certificateSource,
     namespaceLabels: (name: string) => source.namespaceLabels(name),
-    /** The leader's duties: stops leading at once, releases the Lease within a bound. */
-    stop: () => duties.stop(),
-    /** Last, once the app has stopped: ends any call still waiting on the API server. */
-    close: () => client.close(),
+    /** For the manager (server/app.ts): the client around everything, leadership after the rules. */
+    outer: [connection],
+    runnables: [leaderElection],
   };
 }

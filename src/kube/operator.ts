@@ -31,10 +31,19 @@ export interface StatusReportingOptions {
 
 export interface StatusReporting {
   readonly elector: LeaderElector;
+  /** Begins leader election; the leader's duties start and stop with leadership. */
+  start(): void;
   stop(): Promise<void>;
 }
 
+/** The leader's duties, started at once (tests; `statusReporting` leaves the start to a manager). */
 export function startStatusReporting(options: StatusReportingOptions): StatusReporting {
+  const reporting = statusReporting(options);
+  reporting.start();
+  return reporting;
+}
+
+export function statusReporting(options: StatusReportingOptions): StatusReporting {
   const { source, logger } = options;
   const writer = new StatusWriter(options.client, logger);
   let resync: NodeJS.Timeout | undefined;
@@ -82,9 +91,9 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
   });
   source.onChange(sync);
   source.onRefused(sync);
-  elector.start();
   return {
     elector,
+    start: () => elector.start(),
     async stop() {
       clearInterval(resync);
       clearInterval(renew);

@@ -1,15 +1,17 @@
 /**
  * Wires one running ImageShift webhook: a rule source, a certificate source, the HTTPS
- * webhook server and the probes server. `imageshift serve` and the tests both start it here.
+ * webhook server and the probes server, as runnables of one manager (`manager/manager.ts`).
+ * `imageshift serve` and the tests both start it here.
  */
 import { handleMutate, type MutateDependencies } from "../admission/mutate.ts";
 import { handleValidate } from "../admission/validate.ts";
+import { Manager, type Runnable } from "../manager/manager.ts";
 import type { Labels } from "../rules/selector.ts";
 import type { RuleSource } from "../rules/source.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { MrwMetrics } from "../telemetry/mrw-metrics.ts";
-import type { CertificateSource } from "./certificates.ts";
+import type { CertificatePair, CertificateSource } from "./certificates.ts";
 import { ProbesServer } from "./probes-server.ts";
 import { type AdmissionHandler, WebhookServer } from "./webhook-server.ts";
 
@@ -31,6 +33,10 @@ export interface AppOptions {
   mrwMetrics?: boolean;
   /** The webhook's TLS cipher list (OpenSSL names, `:`-separated); default AEAD only. */
   ciphers?: string;
+  /** Started first and stopped last (cluster mode: the Kubernetes client). */
+  outer?: Runnable[];
+  /** Started after the rule source and before the certificates (cluster mode: leader election). */
+  runnables?: Runnable[];
 }
 
 export interface RunningApp {
@@ -41,92 +47,125 @@ export interface RunningApp {
   stop(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Starts one webhook: probes first (the process is live while it waits for rules or, in
+ * self-managed mode, for the leader to write the certificate Secret, and not ready until
+ * both), then the rule source, the caller's runnables (cluster mode: leader election), the
+ * certificate source and the HTTPS server. A failed start stops what was started, in reverse.
+ */
 export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { rules, certificates, logger } = options;
   const metrics = options.metrics ?? new Metrics();
   const mrw = options.mrwMetrics ? new MrwMetrics(metrics) : undefined;
-  let stopping = false;
-  let webhook: WebhookServer | undefined;
+  const manager = new Manager(logger);
+  const probes = new ProbesServer(metrics, { notReadyReason: () => manager.notReady() });
+  let probesPort = 0;
+  let webhookPort = 0;
+  let graceMs = 25_000;
+  let pair: CertificatePair | undefined;
+  const reloaded = (size: number) => {
+    metrics.rulesReloaded(size);
+    mrw?.rulesLoaded(size);
+  };
+  const handlers = admissionHandlers(options, metrics, mrw);
+  let server: WebhookServer | undefined;
 
-  // Probes first: the process is live while it waits for rules or a certificate (in
-  // self-managed mode, until the leader has written the Secret), and not ready until both.
-  const probes = new ProbesServer(metrics, {
-    notReadyReason: () => {
-      if (stopping) return "shutting down";
-      if (!rules.current()) return "no rule set loaded yet";
-      return webhook ? undefined : "waiting for the serving certificate";
-    },
-  });
-  const probesAddress = await probes.listen(options.metricsPort, options.metricsHost);
-  let webhookAddress: Awaited<ReturnType<WebhookServer["listen"]>>;
-  try {
-    const reloaded = (size: number) => {
-      metrics.rulesReloaded(size);
-      mrw?.rulesLoaded(size);
-    };
-    rules.onChange((compiled) => reloaded(compiled.ruleSet.size));
-    await rules.start();
-    const loaded = rules.current();
-    if (loaded) reloaded(loaded.ruleSet.size);
-
-    const pair = await certificates.start();
-    const mutateDeps: MutateDependencies = {
-      rules: () => rules.current()?.ruleSet,
-      namespaceLabels: options.namespaceLabels ?? (() => undefined),
-      failClosed: options.failClosed ?? false,
-      ...(options.namespaceLabel ? { namespaceLabel: options.namespaceLabel } : {}),
-      metrics,
-      logger,
-    };
-    const strictDeps: MutateDependencies = { ...mutateDeps, strict: true };
-    const mutate: AdmissionHandler = (request) => handleMutate(request, mutateDeps);
-    const mutateStrict: AdmissionHandler = (request) => handleMutate(request, strictDeps);
-    const withMrw = (handler: AdmissionHandler) =>
-      mrw ? mrw.wrap(handler, () => rules.current()?.ruleSet.size) : handler;
-    const server = new WebhookServer({
-      tls: pair,
-      ...(options.ciphers ? { ciphers: options.ciphers } : {}),
-      metrics,
-      logger,
-      handlers: {
-        "/mutate": withMrw(mutate),
-        // The strict webhook entry (namespaces labelled `<label>=strict`) calls this path: the
-        // namespace is strict whatever the pod says, and without knowing namespace labels.
-        "/mutate/strict": withMrw(mutateStrict),
-        "/validate": handleValidate,
+  for (const runnable of options.outer ?? []) manager.add(runnable);
+  manager
+    .add({
+      name: "probes",
+      start: async () => {
+        probesPort = (await probes.listen(options.metricsPort, options.metricsHost)).port;
+      },
+      stop: () => probes.close(),
+    })
+    .add({
+      name: "rules",
+      start: async () => {
+        rules.onChange((compiled) => reloaded(compiled.ruleSet.size));
+        await rules.start();
+        const loaded = rules.current();
+        if (loaded) reloaded(loaded.ruleSet.size);
+      },
+      stop: () => rules.stop(),
+      notReady: () => (rules.current() ? undefined : "no rule set loaded yet"),
+    });
+  for (const runnable of options.runnables ?? []) manager.add(runnable);
+  manager
+    .add({
+      name: "certificates",
+      start: async () => {
+        pair = await certificates.start();
+        certificates.onChange((next) => {
+          pair = next;
+          server?.setCertificate(next);
+        });
+      },
+      stop: async () => certificates.stop(),
+      notReady: () => (pair ? undefined : "waiting for the serving certificate"),
+    })
+    .add({
+      name: "webhook",
+      start: async () => {
+        server = new WebhookServer({
+          tls: pair as CertificatePair,
+          ...(options.ciphers ? { ciphers: options.ciphers } : {}),
+          metrics,
+          logger,
+          handlers,
+        });
+        webhookPort = (await server.listen(options.port, options.host)).port;
+      },
+      stop: async () => {
+        logger.info({ graceMs }, "shutting down: finishing requests in flight");
+        await server?.close(graceMs);
       },
     });
-    certificates.onChange((next) => server.setCertificate(next));
-    webhookAddress = await server.listen(options.port, options.host);
-    webhook = server;
-  } catch (error) {
-    // A port in use, unreadable rules, …: release what was started so the process can exit.
-    certificates.stop();
-    await rules.stop();
-    await probes.close();
-    throw error;
-  }
+
+  // A port in use, unreadable rules, …: the manager stops what it started, and this rethrows.
+  await manager.start();
   logger.info(
     {
-      webhook: `https://${options.host}:${webhookAddress.port}`,
-      metrics: `http://${options.metricsHost}:${probesAddress.port}`,
+      webhook: `https://${options.host}:${webhookPort}`,
+      metrics: `http://${options.metricsHost}:${probesPort}`,
     },
     "serving",
   );
-
   return {
-    webhookPort: webhookAddress.port,
-    metricsPort: probesAddress.port,
+    webhookPort,
+    metricsPort: probesPort,
     metrics,
-    async stop(graceMs = 25_000) {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ graceMs }, "shutting down: finishing requests in flight");
-      await webhook?.close(graceMs);
-      certificates.stop();
-      await rules.stop();
-      await probes.close();
+    async stop(grace = 25_000) {
+      graceMs = grace;
+      await manager.stop();
       logger.info("stopped");
     },
+  };
+}
+
+/** The admission paths and their handlers: pure wiring, no HTTP. */
+function admissionHandlers(
+  options: AppOptions,
+  metrics: Metrics,
+  mrw: MrwMetrics | undefined,
+): Record<string, AdmissionHandler> {
+  const { rules, logger } = options;
+  const mutateDeps: MutateDependencies = {
+    rules: () => rules.current()?.ruleSet,
+    namespaceLabels: options.namespaceLabels ?? (() => undefined),
+    failClosed: options.failClosed ?? false,
+    ...(options.namespaceLabel ? { namespaceLabel: options.namespaceLabel } : {}),
+    metrics,
+    logger,
+  };
+  const strictDeps: MutateDependencies = { ...mutateDeps, strict: true };
+  const withMrw = (handler: AdmissionHandler) =>
+    mrw ? mrw.wrap(handler, () => rules.current()?.ruleSet.size) : handler;
+  return {
+    "/mutate": withMrw((request) => handleMutate(request, mutateDeps)),
+    // The strict webhook entry (namespaces labelled `<label>=strict`) calls this path: the
+    // namespace is strict whatever the pod says, and without knowing namespace labels.
+    "/mutate/strict": withMrw((request) => handleMutate(request, strictDeps)),
+    "/validate": handleValidate,
   };
 }

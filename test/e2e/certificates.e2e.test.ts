@@ -931,7 +931,11 @@ describe("self-managed certificates against a real control plane", { timeout: 50
 
       const files = clusterMode({ logger, watchCompat: false, namespace: NAMESPACE });
       assert.equal(files.certificateSource, undefined, "certificates from files: no Secret source");
-      await files.stop();
+      assert.deepEqual(
+        [...files.outer, ...files.runnables].map((runnable) => runnable.name),
+        ["kube-client", "leader-election"],
+        "nothing starts until a manager starts it",
+      );
 
       const SECRET = "mode-tls";
       const mode = clusterMode({
@@ -946,7 +950,12 @@ describe("self-managed certificates against a real control plane", { timeout: 50
           ...LIFETIMES,
         },
       });
-      cleanups.push(() => mode.stop());
+      // What the manager does (server/app.ts): start in order, stop in reverse.
+      const runnables = [...mode.outer, ...mode.runnables];
+      for (const runnable of runnables) await runnable.start();
+      cleanups.push(async () => {
+        for (const runnable of [...runnables].reverse()) await runnable.stop();
+      });
       const certificateSource = mode.certificateSource;
       assert.ok(certificateSource instanceof SecretCertificateSource);
       cleanups.push(() => certificateSource.stop());
