@@ -8,10 +8,11 @@ import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
 import { DEFAULT_NAMESPACE_LABEL } from "../admission/mutate.ts";
 import { errorMessage, ListenError, UsageError } from "../errors.ts";
+import type { SelfManagedCertificates } from "../kube/cluster-mode.ts";
 import { FileRuleSource } from "../rules/file-source.ts";
-import { type RunningApp, startApp } from "../server/app.ts";
+import { type AppOptions, type RunningApp, startApp } from "../server/app.ts";
 import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
-import { createLogger, LOG_LEVELS, type LogLevel } from "../telemetry/logger.ts";
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../telemetry/logger.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
 
@@ -119,7 +120,30 @@ function listenUsageError(error: ListenError): UsageError {
   return new UsageError(`imageshift serve: ${flags}: ${error.reason}`);
 }
 
-export async function serveCommand(argv: string[], io: CommandIO): Promise<number> {
+/** Everything `serve` was told, checked: the one input of `buildApp`. */
+export interface ServeConfig {
+  level: LogLevel;
+  /** Standalone mode's rule files; absent: cluster mode. */
+  rules?: string;
+  certFile?: string;
+  keyFile?: string;
+  selfSignedDir: string;
+  ciphers?: string;
+  host: string;
+  webhookPort: number;
+  metricsHost: string;
+  metricsPort: number;
+  graceMs: number;
+  failClosed: boolean;
+  namespaceLabel: string;
+  mrwMetrics: boolean;
+  watchCompat: boolean;
+  namespace: string;
+  selfManaged?: SelfManagedCertificates;
+}
+
+/** Parses and checks the flags; pure but for `$POD_NAMESPACE`. Undefined for `--help`. */
+export function parseServeConfig(argv: string[]): ServeConfig | undefined {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -149,10 +173,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       help: { type: "boolean", short: "h" },
     },
   });
-  if (values.help) {
-    io.stdout(SERVE_HELP);
-    return EXIT_OK;
-  }
+  if (values.help) return undefined;
   const level = values["log-level"] as LogLevel;
   if (!LOG_LEVELS.includes(level))
     throw usageError(
@@ -169,17 +190,14 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       `--shutdown-timeout must be a number of seconds, got ${JSON.stringify(values["shutdown-timeout"])}`,
       "serve",
     );
-
   const ciphers = cipherList(values["tls-cipher-suites"]);
   const webhookPort = port(values.port, "--port", 8443);
   const metricsPort = port(values["metrics-port"], "--metrics-port", 8080);
   if (values["namespace-label"] === "")
     throw usageError("--namespace-label must be a label key, such as imageshift.dev", "serve");
-  const logger = createLogger(level);
   if (values["tls-secret"] && (values.rules || certFile)) {
     throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
   }
-  const namespace = values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default";
   const selfManaged = values["tls-secret"]
     ? {
         secretName: values["tls-secret"],
@@ -191,41 +209,72 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
         renewBeforeMs: duration(values["renew-before"], "--renew-before"),
       }
     : undefined;
+  return {
+    level,
+    ...(values.rules === undefined ? {} : { rules: values.rules }),
+    ...(certFile && keyFile ? { certFile, keyFile } : {}),
+    selfSignedDir: values["self-signed-dir"] ?? selfSignedDir(webhookPort),
+    ...(ciphers ? { ciphers } : {}),
+    host: values["bind-address"],
+    webhookPort,
+    metricsHost: values["metrics-bind-address"],
+    metricsPort,
+    graceMs: grace * 1000,
+    failClosed: values["fail-closed"],
+    namespaceLabel: values["namespace-label"],
+    mrwMetrics: values["mrw-metrics"],
+    watchCompat: !values["disable-compat-kind"],
+    namespace: values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default",
+    ...(selfManaged ? { selfManaged } : {}),
+  };
+}
+
+/** Builds a standalone or a cluster-mode webhook from the configuration; starts nothing. */
+export async function buildApp(config: ServeConfig, logger: Logger): Promise<AppOptions> {
   // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
-  const cluster = values.rules
-    ? undefined
-    : (await import("../kube/cluster-mode.ts")).clusterMode({
-        logger,
-        watchCompat: !values["disable-compat-kind"],
-        namespace,
-        ...(selfManaged ? { selfManaged } : {}),
-      });
+  const cluster =
+    config.rules === undefined
+      ? (await import("../kube/cluster-mode.ts")).clusterMode({
+          logger,
+          watchCompat: config.watchCompat,
+          namespace: config.namespace,
+          ...(config.selfManaged ? { selfManaged: config.selfManaged } : {}),
+        })
+      : undefined;
   const certificates =
     cluster?.certificateSource ??
-    (certFile && keyFile
-      ? new FileCertificateSource({ certFile, keyFile, logger })
-      : new SelfSignedCertificateSource({
-          folder: values["self-signed-dir"] ?? selfSignedDir(webhookPort),
-          logger,
-        }));
+    (config.certFile && config.keyFile
+      ? new FileCertificateSource({ certFile: config.certFile, keyFile: config.keyFile, logger })
+      : new SelfSignedCertificateSource({ folder: config.selfSignedDir, logger }));
+  return {
+    rules: cluster?.rules ?? new FileRuleSource({ path: config.rules as string, logger }),
+    certificates,
+    logger,
+    ...(cluster
+      ? { namespaceLabels: cluster.namespaceLabels, outer: cluster.outer, runnables: cluster.runnables }
+      : {}),
+    failClosed: config.failClosed,
+    namespaceLabel: config.namespaceLabel,
+    mrwMetrics: config.mrwMetrics,
+    ...(config.ciphers ? { ciphers: config.ciphers } : {}),
+    host: config.host,
+    port: config.webhookPort,
+    metricsHost: config.metricsHost,
+    metricsPort: config.metricsPort,
+  };
+}
+
+/** `imageshift serve`: parse the configuration, build the webhook, run it until a signal. */
+export async function serveCommand(argv: string[], io: CommandIO): Promise<number> {
+  const config = parseServeConfig(argv);
+  if (!config) {
+    io.stdout(SERVE_HELP);
+    return EXIT_OK;
+  }
+  const logger = createLogger(config.level);
   let app: RunningApp;
   try {
-    app = await startApp({
-      rules: cluster?.rules ?? new FileRuleSource({ path: values.rules as string, logger }),
-      certificates,
-      logger,
-      ...(cluster
-        ? { namespaceLabels: cluster.namespaceLabels, outer: cluster.outer, runnables: cluster.runnables }
-        : {}),
-      failClosed: values["fail-closed"],
-      namespaceLabel: values["namespace-label"],
-      mrwMetrics: values["mrw-metrics"],
-      ...(ciphers ? { ciphers } : {}),
-      host: values["bind-address"],
-      port: webhookPort,
-      metricsHost: values["metrics-bind-address"],
-      metricsPort,
-    });
+    app = await startApp(await buildApp(config, logger));
   } catch (error) {
     // The manager has stopped whatever had started (leader election included), in reverse.
     throw error instanceof ListenError ? listenUsageError(error) : error;
@@ -235,7 +284,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       logger.info({ signal }, "signal received");
       // Not ready at once; then, in reverse start order: requests in flight finish, the Lease
       // is given up (bounded, see kube/leader.ts), and the Kubernetes client closes last.
-      void app.stop(grace * 1000).then(resolve);
+      void app.stop(config.graceMs).then(resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

@@ -1,0 +1,33 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { UsageError } from "../errors.ts";
+import { silentLogger } from "../telemetry/logger.ts";
+import { buildApp, parseServeConfig } from "./serve.ts";
+
+test("parseServeConfig: flags to a checked configuration, with nothing started", () => {
+  assert.equal(parseServeConfig(["--help"]), undefined);
+  const config = parseServeConfig(["--rules", "examples/", "--port", "9443", "--shutdown-timeout", "3"]);
+  assert.equal(config?.rules, "examples/");
+  assert.equal(config?.webhookPort, 9443);
+  assert.equal(config?.graceMs, 3000);
+  assert.match(config?.selfSignedDir ?? "", /imageshift[/\\]9443$/);
+  assert.equal(config?.selfManaged, undefined);
+  assert.throws(() => parseServeConfig(["--port", "x"]), UsageError);
+  assert.throws(
+    () => parseServeConfig(["--tls-secret", "s", "--rules", "r"]),
+    /--tls-secret is for cluster mode/,
+  );
+  const cluster = parseServeConfig(["--tls-secret", "s", "--leader-election-namespace", "ns"]);
+  assert.equal(cluster?.rules, undefined);
+  assert.equal(cluster?.namespace, "ns");
+  assert.equal(cluster?.selfManaged?.caValidityMs, 3650 * 86_400_000);
+});
+
+test("buildApp: a standalone configuration builds sources and runs nothing", async () => {
+  const config = parseServeConfig(["--rules", "examples/", "--port", "0", "--metrics-port", "0"]);
+  assert.ok(config);
+  const options = await buildApp(config, silentLogger);
+  assert.equal(options.rules.current(), undefined, "not started");
+  assert.equal(options.runnables, undefined);
+  assert.equal(options.port, 0);
+});
