@@ -1,5 +1,5 @@
 /** Rule sets and images shared by the benchmarks. */
-import type { RuleDocument } from "../src/rules/load.ts";
+import type { RuleDocument } from "../src/engine/rules/load.ts";
 
 function imageshift(name: string, mappings: Record<string, unknown[]>): RuleDocument {
   return {

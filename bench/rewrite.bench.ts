@@ -5,7 +5,7 @@
  */
 import { cpus } from "node:os";
 import { performance } from "node:perf_hooks";
-import { type CompiledRules, compileDocuments, type RuleDocument } from "../src/rules/load.ts";
+import { type CompiledRules, compileDocuments, type RuleDocument } from "../src/engine/rules/load.ts";
 import { compatRegexes, generalRegexes, imageMix, regexes, swapAndExact } from "./fixtures.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -15,7 +15,7 @@ import { Agent, request as httpsRequest } from "node:https";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
-import { createCertificateAuthority, createServingCertificate } from "../src/tls/certs.ts";
+import { createCertificateAuthority, createServingCertificate } from "../src/certs/authority.ts";
 import { freePorts, startControlPlane } from "../test/e2e/harness/controlplane.ts";
 import { kubectlFor } from "../test/e2e/harness/operator.ts";
 import { generalRegexes, regexes, swapAndExact } from "./fixtures.ts";

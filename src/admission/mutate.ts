@@ -18,9 +18,10 @@
  * Never throws. An internal error (a bug, a rule that throws) admits the pod unchanged with
  * a warning, unless the operator chose fail-closed or the namespace is strict.
  */
+
+import type { EvaluationContext } from "../engine/rules/rule.ts";
+import type { Labels } from "../engine/rules/selector.ts";
 import { errorMessage } from "../errors.ts";
-import type { EvaluationContext } from "../rules/rule.ts";
-import type { Labels } from "../rules/selector.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { observe } from "./observe.ts";

@@ -4,8 +4,8 @@
  * is logged in the order it happened; rewrites are logged and counted only once the pod is
  * admitted with them, after the rest. Dry runs are logged, marked, and not counted.
  */
-import { parseCached } from "../image/parse-cache.ts";
-import { describeRule } from "../rules/ruleset.ts";
+import { parseCached } from "../engine/image/parse-cache.ts";
+import { describeRule } from "../engine/rules/ruleset.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { MutationEvent, Plan } from "./plan.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
-import { rulesFromYaml } from "../rules/testing.ts";
+import { rulesFromYaml } from "../engine/rules/testing.ts";
 import { InternalError, planMutation } from "./plan.ts";
 import { decodePod } from "./pod-view.ts";
 import { type AdmissionRequest, decodeReview } from "./review.ts";

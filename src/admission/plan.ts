@@ -9,8 +9,8 @@
  * namespace an image a rule failed to rewrite refuses the pod; elsewhere it stays, with a
  * warning. An internal error throws `InternalError`, which the handler turns into its answer.
  */
-import type { EvaluationContext, RuleRef } from "../rules/rule.ts";
-import { describeRule, type RewriteResult } from "../rules/ruleset.ts";
+import type { EvaluationContext, RuleRef } from "../engine/rules/rule.ts";
+import { describeRule, type RewriteResult } from "../engine/rules/ruleset.ts";
 import type { SkipReason } from "../telemetry/metrics.ts";
 import type { OriginalImage, OriginalImages } from "./annotations.ts";
 import type { ImageField } from "./images.ts";

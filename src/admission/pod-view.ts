@@ -5,7 +5,7 @@
  * The `kubernetes-types` package gives the shapes; it has no runtime code.
  */
 import type { Pod } from "kubernetes-types/core/v1.js";
-import type { Labels } from "../rules/selector.ts";
+import type { Labels } from "../engine/rules/selector.ts";
 import { type OriginalImages, optOutAnnotations, readOriginalImages } from "./annotations.ts";
 import { type ImageField, podImageFields } from "./images.ts";
 import type { AdmissionRequest } from "./review.ts";

@@ -3,9 +3,10 @@
  * server admits is exactly what the engine can use. Every error is listed with its field
  * path; warnings (say, doubled backslashes read as one) are returned as warnings.
  */
+
+import { COMPAT_GROUP, IMAGESHIFT_GROUP } from "../api/schema.ts";
+import { compileObject } from "../engine/rules/compile.ts";
 import { formatLocation } from "../errors.ts";
-import { compileObject } from "../rules/compile.ts";
-import { COMPAT_GROUP, IMAGESHIFT_GROUP } from "../rules/schema.ts";
 import type { AdmissionOutcome } from "../telemetry/metrics.ts";
 import { type AdmissionRequest, type AdmissionReview, allowed, denied } from "./review.ts";
 

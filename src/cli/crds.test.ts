@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { parseAllDocuments } from "yaml";
-import { crdsYaml } from "../kube/crds.ts";
+import { crdsYaml } from "../api/crds.ts";
 import { CRDS_HELP } from "./crds.ts";
 import { mainHelp } from "./main.ts";
 import { runCaptured } from "./testing.ts";

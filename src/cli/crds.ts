@@ -1,6 +1,6 @@
 /** `imageshift crds`: prints the CustomResourceDefinitions, ready for `kubectl apply -f -`. */
 import { parseArgs } from "node:util";
-import { crdsYaml } from "../kube/crds.ts";
+import { crdsYaml } from "../api/crds.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 
 export const CRDS_HELP = `Usage: imageshift crds [--disable-compat-kind]

@@ -8,8 +8,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
-import type { LabelSelector } from "../rules/schema.ts";
-import { compileSelector, type Labels } from "../rules/selector.ts";
+import type { LabelSelector } from "../api/schema.ts";
+import { compileSelector, type Labels } from "../engine/rules/selector.ts";
 import {
   DEFAULT_EXCLUDED_NAMESPACES,
   DEFAULT_NAMESPACE_LABEL,

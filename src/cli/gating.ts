@@ -6,8 +6,8 @@
  * know whether the webhook is called, so it says the gating was not applied rather than report
  * a rewrite the webhook might never make.
  */
-import type { LabelSelector } from "../rules/schema.ts";
-import { compileSelector, type Labels } from "../rules/selector.ts";
+import type { LabelSelector } from "../api/schema.ts";
+import { compileSelector, type Labels } from "../engine/rules/selector.ts";
 
 /** The chart's default `namespaceLabel`. */
 export const DEFAULT_NAMESPACE_LABEL = "imageshift.dev";

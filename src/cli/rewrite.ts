@@ -5,9 +5,9 @@
  * Invalid rule documents exit 2, so the command can gate a CI pipeline.
  */
 import { parseArgs } from "node:util";
+import { loadRules } from "../engine/rules/load.ts";
+import { describeRule, type RewriteResult } from "../engine/rules/ruleset.ts";
 import { formatIssue } from "../errors.ts";
-import { loadRules } from "../rules/load.ts";
-import { describeRule, type RewriteResult } from "../rules/ruleset.ts";
 import { DEFAULT_EXCLUDED_NAMESPACES, DEFAULT_NAMESPACE_LABEL, type Gating, gate } from "./gating.ts";
 import { type CommandIO, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE } from "./io.ts";
 import { parseLabelList } from "./labels.ts";

@@ -7,12 +7,12 @@ import { join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
 import { DEFAULT_NAMESPACE_LABEL } from "../admission/mutate.ts";
+import { FileCertificateSource, SelfSignedCertificateSource } from "../certs/certificates.ts";
+import { FileRuleSource } from "../engine/rules/file-source.ts";
 import { errorMessage, ListenError, UsageError } from "../errors.ts";
-import type { SelfManagedCertificates } from "../kube/cluster-mode.ts";
-import { FileRuleSource } from "../rules/file-source.ts";
-import { type AppOptions, type RunningApp, startApp } from "../server/app.ts";
-import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
+import type { SelfManagedCertificates } from "../operator/cluster-mode.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../telemetry/logger.ts";
+import { type AppOptions, type RunningApp, startApp } from "../webhook/app.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
 
@@ -234,7 +234,7 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
   // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
   const cluster =
     config.rules === undefined
-      ? (await import("../kube/cluster-mode.ts")).clusterMode({
+      ? (await import("../operator/cluster-mode.ts")).clusterMode({
           logger,
           watchCompat: config.watchCompat,
           namespace: config.namespace,
@@ -283,7 +283,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
     const stop = (signal: string) => {
       logger.info({ signal }, "signal received");
       // Not ready at once; then, in reverse start order: requests in flight finish, the Lease
-      // is given up (bounded, see kube/leader.ts), and the Kubernetes client closes last.
+      // is given up (bounded, see k8s/leader.ts), and the Kubernetes client closes last.
       void app.stop(config.graceMs).then(resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));

@@ -1,7 +1,7 @@
 /** `imageshift validate`: checks rule files and reports every problem with its location. */
 import { parseArgs } from "node:util";
+import { loadRules } from "../engine/rules/load.ts";
 import { formatIssue } from "../errors.ts";
-import { loadRules } from "../rules/load.ts";
 import { type CommandIO, EXIT_INVALID_INPUT, EXIT_OK } from "./io.ts";
 import { requireRulesFlag } from "./usage.ts";
 

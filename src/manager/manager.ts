@@ -5,7 +5,7 @@
  * runnables' readiness combined, and it turns false the moment stopping begins.
  *
  * Leader-only work (status, self-managed certificates) runs inside the leader-election
- * runnable (`kube/operator.ts`): the manager needs no notion of leadership beyond that.
+ * runnable (`operator/operator.ts`): the manager needs no notion of leadership beyond that.
  */
 import type { Logger } from "../telemetry/logger.ts";
 

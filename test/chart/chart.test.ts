@@ -295,7 +295,7 @@ function grants(spec: Record<string, string[]>): string[] {
 }
 
 /**
- * What src/kube/* calls: rule objects and namespaces only through watches (list and watch, never
+ * What src/k8s, src/operator and src/certs call: rule objects and namespaces only through watches (list and watch, never
  * a get), status by patch on the subresource, the Lease by get/create/update, the Secret by
  * get/create/update and a watch by name, the webhook configurations by get and patch.
  */
@@ -462,7 +462,7 @@ describe("generated files are up to date", () => {
     );
   });
 
-  // The chart's CRDs against `imageshift crds`: src/kube/crds.test.ts.
+  // The chart's CRDs against `imageshift crds`: src/api/crds.test.ts.
 
   it("dist/install.yaml holds a Namespace, the CRDs and the chart's objects", () => {
     const objects = parseManifests(readFileSync(INSTALL_FILE, "utf8"));

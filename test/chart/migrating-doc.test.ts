@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { SERVE_HELP } from "../../src/cli/serve.ts";
 import { Metrics } from "../../src/telemetry/metrics.ts";
-import { MrwMetrics } from "../../src/telemetry/mrw-metrics.ts";
+import { MrwMetrics } from "../../src/webhook/mrw-metrics.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const read = (relative: string) => readFileSync(join(ROOT, relative), "utf8");

@@ -19,21 +19,21 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, createSecureContext, createServer } from "node:tls";
-import { CertificateManager, pemBundle, SECRET_KEYS } from "../../src/kube/certificate-manager.ts";
-import { KubeClient } from "../../src/kube/client.ts";
-import { clusterMode } from "../../src/kube/cluster-mode.ts";
-import { ClusterRuleSource } from "../../src/kube/cluster-source.ts";
-import { fromKubeconfigFiles, staticToken } from "../../src/kube/kubeconfig.ts";
-import type { Secret, WebhookConfiguration } from "../../src/kube/objects.ts";
-import { startStatusReporting } from "../../src/kube/operator.ts";
-import { SecretCertificateSource } from "../../src/kube/secret-certificates.ts";
-import type { CertificatePair } from "../../src/server/certificates.ts";
-import type { Logger } from "../../src/telemetry/logger.ts";
 import {
   type CertificateAndKey,
   createCertificateAuthority,
   createServingCertificate,
-} from "../../src/tls/certs.ts";
+} from "../../src/certs/authority.ts";
+import { CertificateManager, pemBundle, SECRET_KEYS } from "../../src/certs/certificate-manager.ts";
+import type { CertificatePair } from "../../src/certs/certificates.ts";
+import { SecretCertificateSource } from "../../src/certs/secret-certificates.ts";
+import { KubeClient } from "../../src/k8s/client.ts";
+import { fromKubeconfigFiles, staticToken } from "../../src/k8s/kubeconfig.ts";
+import type { Secret, WebhookConfiguration } from "../../src/k8s/objects.ts";
+import { clusterMode } from "../../src/operator/cluster-mode.ts";
+import { ClusterRuleSource } from "../../src/operator/cluster-source.ts";
+import { startStatusReporting } from "../../src/operator/operator.ts";
+import type { Logger } from "../../src/telemetry/logger.ts";
 import { type ControlPlane, startControlPlane } from "./harness/controlplane.ts";
 import { captureLogger, type Kubectl, kubectlFor, waitFor } from "./harness/operator.ts";
 
@@ -950,7 +950,7 @@ describe("self-managed certificates against a real control plane", { timeout: 50
           ...LIFETIMES,
         },
       });
-      // What the manager does (server/app.ts): start in order, stop in reverse.
+      // What the manager does (webhook/app.ts): start in order, stop in reverse.
       const runnables = [...mode.outer, ...mode.runnables];
       for (const runnable of runnables) await runnable.start();
       cleanups.push(async () => {

@@ -1,9 +1,9 @@
 /**
- * The operator modules (src/kube/*) in-process against a real control plane (etcd +
+ * The operator modules (src/k8s, src/operator, src/certs) in-process against a real control plane (etcd +
  * kube-apiserver on 127.0.0.1, see harness/controlplane.ts): the cluster rule source over
  * watches, Lease leader election, and status reporting. Objects are created with kubectl, as
  * a user would; the modules under test talk to the API server through ImageShift's own client
- * (src/kube/client.ts), loaded from the control plane's kubeconfig as in cluster mode.
+ * (src/k8s/client.ts), loaded from the control plane's kubeconfig as in cluster mode.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -11,15 +11,15 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import type { CertificateManager } from "../../src/kube/certificate-manager.ts";
-import { KubeClient } from "../../src/kube/client.ts";
-import { type ClusterObject, ClusterRuleSource, COMPAT_RESOURCE } from "../../src/kube/cluster-source.ts";
-import { WatchedKind } from "../../src/kube/informer.ts";
-import { fromKubeconfigFiles, staticToken } from "../../src/kube/kubeconfig.ts";
-import { LeaderElector } from "../../src/kube/leader.ts";
-import type { KubeObject } from "../../src/kube/objects.ts";
-import { startStatusReporting } from "../../src/kube/operator.ts";
-import { StatusWriter } from "../../src/kube/status.ts";
+import type { CertificateManager } from "../../src/certs/certificate-manager.ts";
+import { KubeClient } from "../../src/k8s/client.ts";
+import { WatchedKind } from "../../src/k8s/informer.ts";
+import { fromKubeconfigFiles, staticToken } from "../../src/k8s/kubeconfig.ts";
+import { LeaderElector } from "../../src/k8s/leader.ts";
+import type { KubeObject } from "../../src/k8s/objects.ts";
+import { type ClusterObject, ClusterRuleSource, COMPAT_RESOURCE } from "../../src/operator/cluster-source.ts";
+import { startStatusReporting } from "../../src/operator/operator.ts";
+import { StatusWriter } from "../../src/operator/status.ts";
 import { type ControlPlane, startControlPlane } from "./harness/controlplane.ts";
 import { captureLogger, waitFor } from "./harness/operator.ts";
 

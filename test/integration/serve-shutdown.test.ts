@@ -1,7 +1,7 @@
 /**
  * `imageshift serve` in cluster mode, stopped with SIGTERM while the API server has stopped
  * answering: readiness turns false at once, and the process exits within the bound on the
- * Lease release (src/kube/leader.ts, RELEASE_TIMEOUT_MS) instead of waiting on the API server.
+ * Lease release (src/k8s/leader.ts, RELEASE_TIMEOUT_MS) instead of waiting on the API server.
  * The API server is a scripted stand-in over plain HTTP, reached through a kubeconfig.
  */
 import assert from "node:assert/strict";
@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
-import { RELEASE_TIMEOUT_MS } from "../../src/kube/leader.ts";
+import { RELEASE_TIMEOUT_MS } from "../../src/k8s/leader.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "imageshift.js");

@@ -4,7 +4,7 @@
  * or controller-manager (pods stay Pending). The binaries come from test/e2e/controlplane/build.sh,
  * which builds them once from Go modules and caches them under ~/.cache/imageshift/controlplane/.
  *
- * Everything else lives in a fresh temp dir: certificates (made with src/tls/certs.ts), the
+ * Everything else lives in a fresh temp dir: certificates (made with src/certs/authority.ts), the
  * service-account key, the token file, etcd's data, the kubeconfig and the processes' logs.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { createCertificateAuthority, createServingCertificate } from "../../../src/tls/certs.ts";
+import { createCertificateAuthority, createServingCertificate } from "../../../src/certs/authority.ts";
 
 export interface ControlPlaneOptions {
   /** Directory holding `etcd` and `kube-apiserver`; default: $IMAGESHIFT_CONTROLPLANE_BIN_DIR, else build.sh's output. */

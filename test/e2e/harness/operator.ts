@@ -14,8 +14,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import { helmPath } from "../../../scripts/helm.ts";
+import { createCertificateAuthority, createServingCertificate } from "../../../src/certs/authority.ts";
 import { captureLogger, type LogLine } from "../../../src/telemetry/testing.ts";
-import { createCertificateAuthority, createServingCertificate } from "../../../src/tls/certs.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const imageshiftBin = path.join(repoRoot, "bin", "imageshift.js");

@@ -1,0 +1,86 @@
+/**
+ * The serving certificate from a Secret (self-managed mode): every replica watches the one
+ * Secret the leader keeps (`certificate-manager.ts`) and swaps a renewed certificate in
+ * without restarting. Until the Secret holds a usable pair, `start()` waits (and the
+ * replica is not ready).
+ */
+import { createSecureContext } from "node:tls";
+import { type KubeClient, resourcePath } from "../k8s/client.ts";
+import { WatchedKind } from "../k8s/informer.ts";
+import type { Secret } from "../k8s/objects.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { SECRET_KEYS } from "./certificate-manager.ts";
+import type { CertificatePair, CertificateSource } from "./certificates.ts";
+
+function pairOf(secret: Secret | undefined): CertificatePair | undefined {
+  const cert = secret?.data?.[SECRET_KEYS.cert];
+  const key = secret?.data?.[SECRET_KEYS.key];
+  if (!cert || !key) return undefined;
+  const pair = {
+    cert: Buffer.from(cert, "base64").toString("utf8"),
+    key: Buffer.from(key, "base64").toString("utf8"),
+  };
+  try {
+    createSecureContext(pair);
+    return pair;
+  } catch {
+    return undefined;
+  }
+}
+
+export class SecretCertificateSource implements CertificateSource {
+  private readonly watch: WatchedKind<Secret>;
+  private readonly name: string;
+  private readonly namespace: string;
+  private readonly logger: Logger;
+  private readonly listeners: ((pair: CertificatePair) => void)[] = [];
+  private current: CertificatePair | undefined;
+  private waiting: ((pair: CertificatePair) => void) | undefined;
+
+  constructor(options: { client: KubeClient; namespace: string; name: string; logger: Logger }) {
+    this.name = options.name;
+    this.namespace = options.namespace;
+    this.logger = options.logger;
+    this.watch = new WatchedKind<Secret>({
+      client: options.client,
+      path: resourcePath({ version: "v1", plural: "secrets", namespace: options.namespace }),
+      fieldSelector: `metadata.name=${options.name}`,
+      logger: options.logger,
+      onChange: () => this.changed(),
+    });
+  }
+
+  async start(): Promise<CertificatePair> {
+    void this.watch.start();
+    const pair = await new Promise<CertificatePair>((resolve) => {
+      this.waiting = resolve;
+      this.changed();
+    });
+    return pair;
+  }
+
+  onChange(listener: (pair: CertificatePair) => void): void {
+    this.listeners.push(listener);
+  }
+
+  stop(): void {
+    void this.watch.stop();
+  }
+
+  private changed(): void {
+    const pair = pairOf(this.watch.get(this.name, this.namespace));
+    if (!pair || (pair.cert === this.current?.cert && pair.key === this.current?.key)) return;
+    this.current = pair;
+    if (this.waiting) {
+      this.logger.info(
+        { secret: `${this.namespace}/${this.name}` },
+        "serving certificate loaded from the Secret",
+      );
+      this.waiting(pair);
+      this.waiting = undefined;
+      return;
+    }
+    this.logger.info({ secret: `${this.namespace}/${this.name}` }, "serving certificate renewed");
+    for (const listener of this.listeners) listener(pair);
+  }
+}

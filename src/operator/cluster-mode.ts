@@ -1,0 +1,83 @@
+/**
+ * Wiring for cluster mode: the Kubernetes configuration (in-cluster service account,
+ * $KUBECONFIG or ~/.kube/config), the cluster rule source, the leader's duties, and in
+ * self-managed certificate mode the Secret-backed certificate source.
+ */
+
+import { CertificateManager } from "../certs/certificate-manager.ts";
+import type { CertificateSource } from "../certs/certificates.ts";
+import { SecretCertificateSource } from "../certs/secret-certificates.ts";
+import { KubeClient } from "../k8s/client.ts";
+import { loadClusterConnection } from "../k8s/kubeconfig.ts";
+import type { Runnable } from "../manager/manager.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { ClusterRuleSource } from "./cluster-source.ts";
+import { statusReporting } from "./operator.ts";
+
+export interface SelfManagedCertificates {
+  secretName: string;
+  webhookConfigurationName: string;
+  serviceName: string;
+  extraNames: string[];
+  caValidityMs: number;
+  certificateValidityMs: number;
+  renewBeforeMs: number;
+}
+
+export interface ClusterModeOptions {
+  logger: Logger;
+  watchCompat: boolean;
+  /** The operator's namespace: Lease and certificate Secret live there. */
+  namespace: string;
+  selfManaged?: SelfManagedCertificates;
+}
+
+export function clusterMode(options: ClusterModeOptions) {
+  const { logger, namespace, selfManaged } = options;
+  const client = new KubeClient(loadClusterConnection());
+  const source = new ClusterRuleSource({ client, logger, watchCompat: options.watchCompat });
+  const certificates = selfManaged
+    ? new CertificateManager({ client, namespace, logger, ...selfManaged })
+    : undefined;
+  const duties = statusReporting({
+    client,
+    source,
+    logger,
+    namespace,
+    ...(certificates ? { certificates } : {}),
+  });
+  const certificateSource: CertificateSource | undefined = selfManaged
+    ? new SecretCertificateSource({ client, namespace, name: selfManaged.secretName, logger })
+    : undefined;
+  logger.info(
+    {
+      server: client.server,
+      from: client.origin,
+      watchCompat: options.watchCompat,
+      certificates: selfManaged ? "selfManaged" : "files",
+    },
+    "cluster mode: rules come from the API server",
+  );
+  // Stopped last of all: ends any call still waiting on the API server.
+  const connection: Runnable = {
+    name: "kube-client",
+    start: async () => {},
+    stop: async () => client.close(),
+  };
+  // Started after the rule source, before the certificate source (which, self-managed, waits
+  // for the Secret the leader writes); stopped before the rule source: leadership is released
+  // (within leader.ts's bound) while the webhook has already drained.
+  const leaderElection: Runnable = {
+    name: "leader-election",
+    start: async () => duties.start(),
+    stop: () => duties.stop(),
+  };
+  return {
+    rules: source,
+    certificateSource,
+    namespaceLabels: (name: string) => source.namespaceLabels(name),
+    /** For the manager (webhook/app.ts): the client around everything, leadership after the rules. */
+    outer: [connection],
+    runnables: [leaderElection],
+  };
+}

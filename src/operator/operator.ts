@@ -1,0 +1,103 @@
+/**
+ * The operator half of cluster mode: the leader's duties. Every replica serves admissions
+ * from its own watches; only the leader writes status and, in self-managed certificate mode,
+ * keeps the certificates and the webhook configurations' caBundle.
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { CertificateManager } from "../certs/certificate-manager.ts";
+import { kubeErrorMessage } from "../errors.ts";
+import type { KubeClient } from "../k8s/client.ts";
+import { LeaderElector } from "../k8s/leader.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { ClusterRuleSource } from "./cluster-source.ts";
+import { StatusWriter } from "./status.ts";
+
+export interface StatusReportingOptions {
+  client: KubeClient;
+  source: ClusterRuleSource;
+  logger: Logger;
+  /** Namespace of the Lease: the operator's own. */
+  namespace: string;
+  leaseName?: string;
+  /** How often the leader re-checks every status, besides reacting to changes. */
+  resyncMs?: number;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  /** Self-managed certificates: reconciled by the leader every `periodMs`. */
+  certificates?: CertificateManager;
+}
+
+export interface StatusReporting {
+  readonly elector: LeaderElector;
+  /** Begins leader election; the leader's duties start and stop with leadership. */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/** The leader's duties, started at once (tests; `statusReporting` leaves the start to a manager). */
+export function startStatusReporting(options: StatusReportingOptions): StatusReporting {
+  const reporting = statusReporting(options);
+  reporting.start();
+  return reporting;
+}
+
+export function statusReporting(options: StatusReportingOptions): StatusReporting {
+  const { source, logger } = options;
+  const writer = new StatusWriter(options.client, logger);
+  let resync: NodeJS.Timeout | undefined;
+  let renew: NodeJS.Timeout | undefined;
+  const { certificates } = options;
+  let reconciling = false;
+  /** One pass at a time: a slow pass is never overlapped by the next tick. */
+  const reconcileCertificates = async () => {
+    if (reconciling) return;
+    reconciling = true;
+    try {
+      await certificates?.reconcile();
+    } catch (error) {
+      logger.warn({ err: kubeErrorMessage(error) }, "certificates not reconciled; retrying");
+    } finally {
+      reconciling = false;
+    }
+  };
+  const sync = () => {
+    if (elector.leading && source.synced) void writer.sync(() => source.clusterObjects());
+  };
+  const elector = new LeaderElector({
+    client: options.client,
+    namespace: options.namespace,
+    name: options.leaseName ?? "imageshift-status-writer",
+    identity: `${hostname()}_${process.pid}_${randomBytes(4).toString("hex")}`,
+    logger,
+    ...(options.leaseDurationMs ? { leaseDurationMs: options.leaseDurationMs } : {}),
+    ...(options.renewDeadlineMs ? { renewDeadlineMs: options.renewDeadlineMs } : {}),
+    ...(options.retryPeriodMs ? { retryPeriodMs: options.retryPeriodMs } : {}),
+    onStartedLeading: () => {
+      sync();
+      resync = setInterval(sync, options.resyncMs ?? 30_000);
+      resync.unref();
+      if (certificates) {
+        void reconcileCertificates();
+        renew = setInterval(() => void reconcileCertificates(), certificates.periodMs);
+        renew.unref();
+      }
+    },
+    onStoppedLeading: () => {
+      clearInterval(resync);
+      clearInterval(renew);
+    },
+  });
+  source.onChange(sync);
+  source.onRefused(sync);
+  return {
+    elector,
+    start: () => elector.start(),
+    async stop() {
+      clearInterval(resync);
+      clearInterval(renew);
+      await elector.stop();
+    },
+  };
+}
