@@ -6,9 +6,10 @@
  * that library costs about 38 MB of resident memory (measured on the production build,
  * docs/performance.md), a third of the webhook's 120 MB budget. See ADR 6.
  */
-import type { Agent as HttpAgent, IncomingMessage } from "node:http";
+
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { KubeApiError } from "../errors.ts";
+import type { Agent as HttpAgent, IncomingMessage } from "../platform/node-http.ts";
 import { http } from "../platform/node-http.ts";
 import type { ClusterConnection } from "./kubeconfig.ts";
 import type { KubeObject, ObjectList, WatchEvent } from "./objects.ts";

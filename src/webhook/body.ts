@@ -14,7 +14,7 @@
  *   bodies being buffered and parsed over it is answered 429 with `Retry-After`; its body is
  *   read and dropped, never buffered.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage } from "../platform/node-http.ts";
 
 export const MAX_BODY_BYTES = 7 * 1024 * 1024;
 

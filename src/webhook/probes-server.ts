@@ -3,8 +3,9 @@
  * Prometheus need no webhook certificate: `/healthz` (the process is alive), `/readyz` (a
  * rule set is loaded and the server is not shutting down), `/metrics`.
  */
-import type { Server } from "node:http";
+
 import type { AddressInfo } from "node:net";
+import type { Server } from "../platform/node-http.ts";
 import { http } from "../platform/node-http.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { listen } from "./listen.ts";

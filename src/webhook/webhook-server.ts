@@ -5,12 +5,13 @@
  * HTTP concerns: content type, body limits (413), bodies in flight (429), bad JSON or envelope (400), unknown path
  * (404), method (405), and a last-resort catch so no request can crash the process.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { SecureContextOptions } from "node:tls";
 import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../admission/review.ts";
 import { errorMessage } from "../errors.ts";
+import type { IncomingMessage, ServerResponse } from "../platform/node-http.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { BodyBudget, HttpError, MAX_BODY_BYTES, MAX_IN_FLIGHT_BODY_BYTES, readJson } from "./body.ts";
