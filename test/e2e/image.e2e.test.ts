@@ -14,7 +14,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePorts } from "./harness/controlplane.ts";
-import { buildImage, httpGet, podman, podmanRun, startRegistry } from "./harness/image.ts";
+import { buildImage, httpGet, podman, podmanRun, startRegistry, tidyPodmanCgroups } from "./harness/image.ts";
 import { makeWebhookCertificates, waitUntil } from "./harness/operator.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -30,6 +30,7 @@ before(async () => {
 after(async () => {
   await podmanRun(["rm", "-f", "-t", "0", name]);
   if (dir) await rm(dir, { recursive: true, force: true });
+  tidyPodmanCgroups();
 });
 
 interface ImageConfig {

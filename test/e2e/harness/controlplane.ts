@@ -33,6 +33,10 @@ export interface ControlPlaneOptions {
   apiServerArgs?: string[];
   /** Keep the temp dir (logs, data) after stop() for debugging; default false. */
   keepTempDir?: boolean;
+  /** Extra IP addresses in the apiserver's serving certificate (a node's pods reach it on one). */
+  servingIPs?: string[];
+  /** Keep the ServiceAccount admission plugin (pods get tokens; needs a controller-manager); default false. */
+  serviceAccountAdmission?: boolean;
 }
 
 export interface ControlPlane {
@@ -42,6 +46,10 @@ export interface ControlPlane {
   server: string;
   /** CA that signed the apiserver's serving certificate. */
   caPem: string;
+  /** Its private key (to sign more certificates, say the apiserver's kubelet client certificate). */
+  caKeyPem: string;
+  /** The directory holding the binaries (etcd, kube-apiserver, and the node's when built). */
+  binDir: string;
   /** Bearer token of a user in group system:masters. */
   token: string;
   /** Temp dir with certificates, etcd data and the logs (etcd.log, kube-apiserver.log). */
@@ -57,7 +65,7 @@ const buildScript = fileURLToPath(new URL("../controlplane/build.sh", import.met
 const loopback = "127.0.0.1";
 
 /** A child process whose output goes to a log file, with a promise for its exit. */
-interface Managed {
+export interface Managed {
   name: string;
   child: ChildProcess;
   logPath: string;
@@ -107,7 +115,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
       ],
-      ipAddresses: [loopback, "10.0.0.1"],
+      ipAddresses: [loopback, "10.0.0.1", ...(options.servingIPs ?? [])],
       validityDays: 7,
     });
     const serviceAccountKey = generateKeyPairSync("ec", {
@@ -150,7 +158,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--etcd-servers=${etcdUrl}`,
       `--token-auth-file=${file("tokens.csv")}`,
       "--authorization-mode=RBAC",
-      "--disable-admission-plugins=ServiceAccount",
+      ...(options.serviceAccountAdmission ? [] : ["--disable-admission-plugins=ServiceAccount"]),
       "--service-cluster-ip-range=10.0.0.0/24",
       `--service-account-issuer=${server}`,
       `--service-account-key-file=${file("sa.pub")}`,
@@ -181,6 +189,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       kubeconfigPath: file("kubeconfig"),
       server,
       caPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      binDir,
       token,
       dir,
       startApiServer,
@@ -198,7 +208,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 }
 
 /** Runs build.sh (fast when the binaries are cached) and returns the directory it prints last. */
-function runBuildScript(timeoutMs: number): Promise<string> {
+export function runBuildScript(timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     // Its own process group, so that a timeout stops the go build under it too.
     const child = spawn("bash", [buildScript], { stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -232,7 +242,7 @@ function runBuildScript(timeoutMs: number): Promise<string> {
   });
 }
 
-function startProcess(name: string, binary: string, dir: string, args: string[]): Managed {
+export function startProcess(name: string, binary: string, dir: string, args: string[]): Managed {
   const logPath = path.join(dir, `${name}.log`);
   const fd = openSync(logPath, "a");
   let child: ChildProcess;
@@ -258,7 +268,7 @@ function startProcess(name: string, binary: string, dir: string, args: string[])
 }
 
 /** SIGTERM, then SIGKILL if it has not exited within `timeoutMs`. */
-async function stopProcess(proc: Managed | undefined, timeoutMs: number): Promise<void> {
+export async function stopProcess(proc: Managed | undefined, timeoutMs: number): Promise<void> {
   if (!proc || proc.exitDescription !== undefined) return;
   proc.child.kill("SIGTERM");
   const timer = new AbortController();
@@ -274,7 +284,11 @@ async function stopProcess(proc: Managed | undefined, timeoutMs: number): Promis
 }
 
 /** Polls `probe` until it succeeds; fails early if the process exits, with the tail of its log. */
-async function waitReady(proc: Managed, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
+export async function waitReady(
+  proc: Managed,
+  timeoutMs: number,
+  probe: () => Promise<boolean>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitDescription !== undefined) {
@@ -287,7 +301,7 @@ async function waitReady(proc: Managed, timeoutMs: number, probe: () => Promise<
 }
 
 /** GET returning true on a 2xx answer, false on any error or other status (bounded to 2 s). */
-function httpGetOk(url: string, auth?: { ca: string; token: string }): Promise<boolean> {
+export function httpGetOk(url: string, auth?: { ca: string; token: string }): Promise<boolean> {
   return new Promise((resolve) => {
     const get = url.startsWith("https:") ? https.get : http.get;
     const req = get(

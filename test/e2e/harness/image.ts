@@ -7,7 +7,7 @@
  * The host packages come from test/e2e/setup-host.sh, which installs them only when missing.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -136,6 +136,15 @@ export async function podmanRun(args: string[], options: { timeoutMs?: number } 
   return run("podman", args, { ...options, env: await podmanEnv() });
 }
 
+/** Whether podman's cgroup (cgroupfs: libpod_parent) was there before this process used podman. */
+const podmanCgroupPreexisting =
+  existsSync("/sys/fs/cgroup/memory/libpod_parent") || existsSync("/sys/fs/cgroup/libpod_parent");
+
+/** Removes podman's libpod_parent cgroups when this process made them and they are empty. */
+export function tidyPodmanCgroups(): void {
+  if (!podmanCgroupPreexisting) removeEmptyCgroups("libpod_parent");
+}
+
 let built: Promise<string> | undefined;
 
 /**
@@ -261,6 +270,42 @@ export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number
     req.on("timeout", () => req.destroy());
     req.on("error", () => resolve({ status: 0, body: "" }));
   });
+}
+
+/**
+ * Removes the cgroup directory `name` and its descendants in every hierarchy, deepest first, where
+ * they are empty (rmdir fails on a cgroup with processes, which are then left alone).
+ */
+export function removeEmptyCgroups(name: string): void {
+  const roots = [
+    "/sys/fs/cgroup",
+    ...safeReaddir("/sys/fs/cgroup").map((entry) => path.join("/sys/fs/cgroup", entry)),
+  ];
+  for (const root of roots) {
+    const top = path.join(root, name);
+    if (!existsSync(top)) continue;
+    const dirs: string[] = [];
+    const walk = (at: string) => {
+      dirs.push(at);
+      for (const entry of safeReaddir(at, true)) walk(path.join(at, entry));
+    };
+    walk(top);
+    for (const at of dirs.sort((a, b) => b.length - a.length)) {
+      try {
+        rmdirSync(at);
+      } catch {}
+    }
+  }
+}
+
+export function safeReaddir(at: string, directoriesOnly = false): string[] {
+  try {
+    return readdirSync(at, { withFileTypes: true })
+      .filter((entry) => !directoriesOnly || entry.isDirectory())
+      .map((entry) => entry.name);
+  } catch {
+    return [];
+  }
 }
 
 function readLog(file: string): string {
