@@ -56,7 +56,12 @@ const execFileAsync = promisify(execFile);
 const imagesScript = fileURLToPath(new URL("../node/images.sh", import.meta.url));
 
 /** The images images.sh builds FROM scratch, as the cluster's registry serves them. */
-export const nodeImages = { pause: "imageshift-e2e/pause:1", busybox: "imageshift-e2e/busybox:1" };
+export const nodeImages = {
+  pause: "imageshift-e2e/pause:1",
+  busybox: "imageshift-e2e/busybox:1",
+  /** The same busybox with another image ID (a label): the mirror's copy in the node tests. */
+  mirrorBusybox: "imageshift-e2e/busybox-mirror:1",
+};
 
 export interface ClusterOptions {
   /** Keep the temp dir (logs) after stop(); default false. */
@@ -157,11 +162,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           "--wait=false",
         ]);
         await kubectl.run(["delete", "pods", "--all", "-A", "--grace-period=0", "--force", "--wait=false"]);
+        // Until containerd runs no task and CNI holds no result for this network (its DEL ran).
+        // Bounded; what is left is removed by force below.
         await waitUntil(
-          "the node's pod sandboxes to stop",
-          async () => (await ctr(sock, ["tasks", "ls", "-q"])).trim() === "",
-          { timeoutMs: 30_000, intervalMs: 500 },
-        );
+          "the kubelet to stop the pods' containers and sandboxes",
+          async () => {
+            const tasks = await ctr(sock, ["tasks", "ls"]);
+            const running = tasks.split("\n").filter((line) => / RUNNING\s*$/.test(line)).length;
+            return running === 0 && cniResults(network.bridge).length === 0;
+          },
+          { timeoutMs: 60_000, intervalMs: 500 },
+        ).catch((error: Error) => process.stderr.write(`cluster teardown: ${error.message}\n`));
       });
     }
     await attempt("kube-scheduler", () => stopProcess(procs.scheduler, 10_000));
@@ -189,7 +200,23 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     // 4. Mounts under the temp dir (the kubelet root's shared bind mount, pod volumes, netns,
     //    rootfs), deepest first.
     if (dir) await attempt("unmounting", () => unmountUnder(dir));
-    if (bridgeCreated) await attempt("bridge", () => execFileAsync("ip", ["link", "del", network.bridge]));
+    if (bridgeCreated) {
+      // Pods' veths whose sandbox was not torn down by CNI (deleting one end removes its pair and
+      // frees the pod's network namespace), then the bridge, then CNI's cached results.
+      await attempt("veths", async () => {
+        const { stdout } = await execFileAsync("ip", ["-o", "link", "show", "master", network.bridge]);
+        for (const line of stdout.split("\n")) {
+          const name = /^\d+: ([^@:]+)/.exec(line)?.[1];
+          if (name) await execFileAsync("ip", ["link", "del", name]).catch(() => undefined);
+        }
+      });
+      await attempt("bridge", () => execFileAsync("ip", ["link", "del", network.bridge]));
+      for (const result of cniResults(network.bridge)) {
+        const sandbox = result.slice(`imageshift-e2e-${network.bridge}-`.length).replace(/-eth0$/, "");
+        rmSync(path.join("/var/lib/cni/results", result), { force: true });
+        rmSync(path.join("/var/lib/cni/results", `cni-loopback-${sandbox}-lo`), { force: true });
+      }
+    }
     // The kubelet's fixed host paths: container log links into this run's pod logs, the device
     // plugin socket; then the cgroups containerd made (cgroupfs, under k8s.io).
     if (dir) {
@@ -624,6 +651,11 @@ async function unmountUnder(dir: string): Promise<void> {
     if (points.length === 0) return;
     for (const point of points) await execFileAsync("umount", ["-l", point]).catch(() => undefined);
   }
+}
+
+/** CNI's cached ADD results for this run's network (libcni keeps them under /var/lib/cni until DEL). */
+function cniResults(bridge: string): string[] {
+  return safeReaddir("/var/lib/cni/results").filter((name) => name.startsWith(`imageshift-e2e-${bridge}-`));
 }
 
 function safeReadlink(at: string): string {

@@ -65,6 +65,10 @@ CONF
 driver = "overlay"
 graphroot = "$cache/storage"
 runroot = "$cache/run"
+
+[storage.options.overlay]
+# No private bind mount of the store on itself, which podman would leave mounted.
+skip_mount_home = "true"
 CONF
   mv "$cache/storage.conf.tmp" "$cache/storage.conf"
   cat >"$cache/registries.conf.tmp" <<CONF

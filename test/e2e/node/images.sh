@@ -3,6 +3,8 @@
 # project's image store (test/e2e/image/build.sh env):
 #   localhost/imageshift-e2e/pause:1    a static Go pause program (pause.go), containerd's sandbox image
 #   localhost/imageshift-e2e/busybox:1  Debian's busybox-static with its applet links
+#   localhost/imageshift-e2e/busybox-mirror:1  the same with a label, so another image ID (the
+#                                       mirror registry's copy, told apart from the first)
 # Does nothing for an image already in the store. Needs Go (as test/e2e/controlplane/build.sh).
 set -euo pipefail
 
@@ -60,4 +62,12 @@ if ! podman image exists localhost/imageshift-e2e/busybox:1; then
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$work/busybox/etc/passwd"
   printf 'root:x:0:\nnobody:x:65534:\n' >"$work/busybox/etc/group"
   commit "$work/busybox" localhost/imageshift-e2e/busybox:1 '[]' '["/bin/sh"]'
+fi
+
+if ! podman image exists localhost/imageshift-e2e/busybox-mirror:1; then
+  container="$(buildah from --pull-never localhost/imageshift-e2e/busybox:1)"
+  buildah config --label org.imageshift.e2e.copy=mirror "$container"
+  buildah commit --quiet --rm "$container" localhost/imageshift-e2e/busybox-mirror:1 >/dev/null
+  container=""
+  log "built localhost/imageshift-e2e/busybox-mirror:1"
 fi
