@@ -239,6 +239,9 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
         .trim();
     for (const bundle of caBundles)
       assert.equal(pem(bundle), pem(secret.data["ca.crt"]), "caBundle is the Secret's CA");
+    // The API server reaches the kubelet (logs): its own client certificate, node named localhost.
+    const logs = await kubectl.ok(["logs", "-n", NAMESPACE, "deployment/imageshift", "--tail=-1"]);
+    assert.match(logs, /"level":30/);
     console.log(`helm install to both replicas Ready: ${Date.now() - started} ms`);
   });
 

@@ -7,7 +7,7 @@
  * Everything else lives in a fresh temp dir: certificates (made with src/tls/certs.ts), the
  * service-account key, the token file, etcd's data, the kubeconfig and the processes' logs.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { createCertificateAuthority, createServingCertificate } from "../../../src/tls/certs.ts";
 
 export interface ControlPlaneOptions {
@@ -37,6 +38,11 @@ export interface ControlPlaneOptions {
   servingIPs?: string[];
   /** Keep the ServiceAccount admission plugin (pods get tokens; needs a controller-manager); default false. */
   serviceAccountAdmission?: boolean;
+  /**
+   * Give the apiserver a client certificate for kubelets (--kubelet-client-certificate/-key,
+   * group system:masters, signed by the CA; made with openssl), for logs, exec and port-forward.
+   */
+  kubeletClientCertificate?: boolean;
 }
 
 export interface ControlPlane {
@@ -61,6 +67,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
+const execFileAsync = promisify(execFile);
 const buildScript = fileURLToPath(new URL("../controlplane/build.sh", import.meta.url));
 const loopback = "127.0.0.1";
 
@@ -135,6 +142,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       }),
       writeFile(file("kubeconfig"), kubeconfig(server, ca.certPem, token), { mode: 0o600 }),
     ]);
+    if (options.kubeletClientCertificate) await kubeletClientCertificate(dir, ca.keyPem);
 
     procs.etcd = startProcess("etcd", path.join(binDir, "etcd"), dir, [
       "--name=imageshift-e2e",
@@ -165,6 +173,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--service-account-signing-key-file=${file("sa.key")}`,
       "--endpoint-reconciler-type=none",
       "--allow-privileged=true",
+      ...(options.kubeletClientCertificate
+        ? [
+            `--kubelet-client-certificate=${file("kubelet-client.crt")}`,
+            `--kubelet-client-key=${file("kubelet-client.key")}`,
+          ]
+        : []),
       ...(options.apiServerArgs ?? []),
     ];
     const readyz = () => httpGetOk(`${server}/readyz`, { ca: ca.certPem, token });
@@ -205,6 +219,49 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     await stop();
     throw err;
   }
+}
+
+/** kubelet-client.crt/.key in `dir`: a clientAuth certificate signed by the CA (ca.crt there). */
+async function kubeletClientCertificate(dir: string, caKeyPem: string): Promise<void> {
+  const file = (name: string) => path.join(dir, name);
+  await writeFile(file("ca.key"), caKeyPem, { mode: 0o600 });
+  await writeFile(
+    file("kubelet-client.ext"),
+    "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
+  );
+  const openssl = (args: string[]) => execFileAsync("openssl", args, { cwd: dir, timeout: 20_000 });
+  await openssl([
+    "req",
+    "-new",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-subj",
+    "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    "-keyout",
+    "kubelet-client.key",
+    "-out",
+    "kubelet-client.csr",
+  ]);
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    "kubelet-client.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "7",
+    "-extfile",
+    "kubelet-client.ext",
+    "-out",
+    "kubelet-client.crt",
+  ]);
 }
 
 /** Runs build.sh (fast when the binaries are cached) and returns the directory it prints last. */

@@ -255,6 +255,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       keepTempDir: true, // removed here, after the unmounts
       servingIPs: [network.gateway],
       serviceAccountAdmission: true,
+      kubeletClientCertificate: true,
       apiServerArgs: [
         `--service-cluster-ip-range=${serviceRange}`,
         "--enable-aggregator-routing=true",
