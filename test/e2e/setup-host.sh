@@ -2,7 +2,8 @@
 # Installs the Debian packages the image and node e2e tests need, when any is missing:
 # podman and buildah (image builds, no Docker engine), debootstrap (the stand-in base image),
 # containerd and runc (the node's container runtime), containernetworking-plugins (bridge CNI),
-# busybox-static (the busybox test image) and docker-registry (the local image registries).
+# busybox-static (the busybox test image), docker-registry (the local image registries) and
+# openssl (the API server's kubelet client certificate).
 # Needs root for apt-get; does nothing when everything is there.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ declare -A need=(
   [podman]=podman [buildah]=buildah [debootstrap]=debootstrap [containerd]=containerd
   [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins [/bin/busybox]=busybox-static
   [docker-registry]=docker-registry [unshare]=util-linux [nsenter]=util-linux [ip]=iproute2
-  [mount]=mount
+  [mount]=mount [openssl]=openssl [ctr]=containerd
 )
 missing=()
 for what in "${!need[@]}"; do
