@@ -6,7 +6,7 @@
  * killed, an upgrade rolled, and the release uninstalled.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -124,6 +124,18 @@ async function readyEndpoints(): Promise<number> {
     .length;
 }
 
+/** Pids of the host's processes whose command line (NUL-separated) matches. */
+function hostProcesses(match: (cmdline: string) => boolean): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (match(readFileSync(`/proc/${entry}/cmdline`, "utf8"))) pids.push(Number(entry));
+    } catch {}
+  }
+  return pids;
+}
+
 const source = "busybox:1.36-e2e";
 const rewritten = () => `${mirror.host}/library/busybox:1.36-e2e`;
 
@@ -239,6 +251,24 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
         .trim();
     for (const bundle of caBundles)
       assert.equal(pem(bundle), pem(secret.data["ca.crt"]), "caBundle is the Secret's CA");
+    // The chart's securityContext in force on the host's view of both processes: uid and gid
+    // 1000, no capabilities, no_new_privs, a seccomp filter (RuntimeDefault), a read-only root.
+    const processes = hostProcesses(
+      (cmdline) => cmdline.includes("build/main.js") && cmdline.includes(`--tls-secret=${RELEASE}-tls`),
+    );
+    assert.equal(processes.length, 2, "two ImageShift processes on the node");
+    for (const pid of processes) {
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      assert.match(status, /^Uid:\s+1000\s+1000\s+1000\s+1000$/m);
+      assert.match(status, /^Gid:\s+1000\s+1000\s+1000\s+1000$/m);
+      assert.match(status, /^CapEff:\s+0+$/m);
+      assert.match(status, /^NoNewPrivs:\s+1$/m);
+      assert.match(status, /^Seccomp:\s+2$/m);
+      const root = readFileSync(`/proc/${pid}/mounts`, "utf8")
+        .split("\n")
+        .find((line) => line.split(" ")[1] === "/");
+      assert.match(root ?? "", /\sro[\s,]/, `root mount: ${root}`);
+    }
     // The API server reaches the kubelet (logs): its own client certificate, node named localhost.
     const logs = await kubectl.ok(["logs", "-n", NAMESPACE, "deployment/imageshift", "--tail=-1"]);
     assert.match(logs, /"level":30/);
