@@ -193,12 +193,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await attempt("containerd", () => stopProcess(procs.containerd, 15_000));
     // 3. Shims (and anything else) still running from this run's dir, by pid.
     if (dir) await attempt("leftover processes", () => killProcessesUnder(dir));
-    proxy?.close();
-    for (const socket of sockets) socket.destroy();
-    if (controlPlane) await attempt("control plane", () => (controlPlane as ControlPlane).stop());
-    for (const registry of registries) await attempt("registry", () => registry.stop());
     // 4. Mounts under the temp dir (the kubelet root's shared bind mount, pod volumes, netns,
-    //    rootfs), deepest first.
+    //    rootfs), deepest first, before the control plane's stop() removes the dir.
     if (dir) await attempt("unmounting", () => unmountUnder(dir));
     if (bridgeCreated) {
       // Pods' veths whose sandbox was not torn down by CNI (deleting one end removes its pair and
@@ -236,9 +232,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         rmdirSync(hostDir); // only when empty
       } catch {}
     }
-    if (dir && !options.keepTempDir) {
-      await attempt("temp dir", async () => rmSync(dir, { recursive: true, force: true }));
-    }
+    proxy?.close();
+    for (const socket of sockets) socket.destroy();
+    // The API server and etcd last; this removes the temp dir unless keepTempDir.
+    if (controlPlane) await attempt("control plane", () => (controlPlane as ControlPlane).stop());
+    for (const registry of registries) await attempt("registry", () => registry.stop());
     if (errors.length > 0) throw new Error(`cluster teardown: ${errors.join("; ")}`);
   };
 
@@ -252,7 +250,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const serviceRange = `${network.prefix}.0/28`;
     controlPlane = await startControlPlane({
       binDir,
-      keepTempDir: true, // removed here, after the unmounts
+      keepTempDir: options.keepTempDir ?? false,
       servingIPs: [network.gateway],
       serviceAccountAdmission: true,
       kubeletClientCertificate: true,
