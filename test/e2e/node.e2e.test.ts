@@ -136,6 +136,15 @@ function hostProcesses(match: (cmdline: string) => boolean): number[] {
   return pids;
 }
 
+/** Whether a process's root file system is a snapshot of this cluster's containerd (another run may share the host). */
+function inThisCluster(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/mountinfo`, "utf8").includes(`${cluster.dir}/containerd/`);
+  } catch {
+    return false;
+  }
+}
+
 const source = "busybox:1.36-e2e";
 const rewritten = () => `${mirror.host}/library/busybox:1.36-e2e`;
 
@@ -255,7 +264,7 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     // 1000, no capabilities, no_new_privs, a seccomp filter (RuntimeDefault), a read-only root.
     const processes = hostProcesses(
       (cmdline) => cmdline.includes("build/main.js") && cmdline.includes(`--tls-secret=${RELEASE}-tls`),
-    );
+    ).filter((pid) => inThisCluster(pid));
     assert.equal(processes.length, 2, "two ImageShift processes on the node");
     for (const pid of processes) {
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -394,6 +403,9 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
   it("both killed: strict refuses, enabled admits unchanged, the Deployment restarts them", async () => {
     const pods = await imageshiftPods();
     assert.equal(pods.length, 2);
+    // The node cordoned first, so that the replacements wait (Pending) until it is uncordoned:
+    // the outage is certain to last, however fast they would otherwise start.
+    await cluster.kubectl.ok(["cordon", cluster.nodeName]);
     await cluster.kubectl.ok([
       "delete",
       "pod",
@@ -407,7 +419,7 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     const strict: Admission[] = [];
     const enabled: Admission[] = [];
     await waitUntil(
-      "no ImageShift endpoint",
+      "a strict refusal and an unchanged admission",
       async () => {
         strict.push(await admit(STRICT, source));
         enabled.push(await admit(ENABLED, source));
@@ -415,8 +427,10 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
           strict.some((outcome) => !outcome.admitted) && enabled.some((outcome) => outcome.image === source)
         );
       },
-      { timeoutMs: 30_000, intervalMs: 50 },
+      { timeoutMs: 60_000, intervalMs: 50 },
     );
+    const pending = await imageshiftPods();
+    assert.equal(pending.filter((pod) => pod.ready).length, 0, "the replacements wait for the node");
     const refused = strict.find((outcome) => !outcome.admitted);
     assert.match(refused?.error ?? "", /strict-pods\.imageshift\.dev/);
     // Every outcome is one of the two: served and rewritten, or the failure policy's.
@@ -425,6 +439,7 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     for (const outcome of enabled)
       assert.ok(outcome.image === source || outcome.image === rewritten(), JSON.stringify(outcome));
 
+    await cluster.kubectl.ok(["uncordon", cluster.nodeName]);
     await waitUntil("the Deployment to restart both", deploymentSettled, {
       timeoutMs: 180_000,
       intervalMs: 500,
