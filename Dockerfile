@@ -16,6 +16,12 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:24-bookworm-slim
+# OCI annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
+LABEL org.opencontainers.image.title="ImageShift" \
+      org.opencontainers.image.description="Kubernetes mutating admission webhook operator that redirects container images to other registries by rules held in custom resources." \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
 ENV NODE_ENV=production \
     # docs/performance.md: a small young generation and a heap cap keep RSS under 120 MB with
     # 10,000 rules at a p99 near 1 ms; the chart sets the same through `nodeOptions`.

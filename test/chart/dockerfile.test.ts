@@ -1,7 +1,8 @@
 /**
- * The Dockerfile cannot be built here (no Docker engine), so what the benchmarks and the chart
- * assume of the image is checked as text: the runtime tuning the figures in
- * docs/performance.md were measured with, and a non-root user running the production build.
+ * What the benchmarks and the chart assume of the image, checked as text (fast, no build): the
+ * runtime tuning the figures in docs/performance.md were measured with, a non-root user running
+ * the production build, the OCI labels and a build context of only what is copied. The image
+ * itself is built and run by test/e2e/image.e2e.test.ts (podman, no Docker engine).
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -46,5 +47,36 @@ describe("Dockerfile", () => {
     assert.equal(env.NODE_ENV, "production");
     assert.match(DOCKERFILE, /^USER 1000:1000$/m);
     assert.match(DOCKERFILE, /^ENTRYPOINT \["node", "build\/main\.js"\]$/m);
+  });
+});
+
+describe("Dockerfile labels and build context", () => {
+  it("labels the image with the OCI annotations, the version being package.json's", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    assert.match(DOCKERFILE, /org\.opencontainers\.image\.title="ImageShift"/);
+    assert.match(DOCKERFILE, /org\.opencontainers\.image\.licenses="Apache-2\.0"/);
+    assert.match(
+      DOCKERFILE,
+      new RegExp(`org\\.opencontainers\\.image\\.version="${pkg.version.replaceAll(".", "\\.")}"`),
+    );
+  });
+
+  it("sends only what the Dockerfile copies as the build context", () => {
+    const ignore = readFileSync(join(ROOT, ".dockerignore"), "utf8")
+      .split("\n")
+      .filter((line) => line.trim() !== "" && !line.startsWith("#"));
+    assert.equal(ignore[0], "**");
+    const copied = [...DOCKERFILE.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) =>
+      (m[1] ?? "").split(" "),
+    );
+    assert.deepEqual(copied, [
+      "package.json",
+      "package-lock.json",
+      "tsconfig.json",
+      "tsconfig.build.json",
+      "src",
+    ]);
+    for (const source of copied)
+      assert.ok(ignore.includes(`!${source}`) || ignore.includes(`!${source}/`), source);
   });
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd and kube-apiserver for the e2e control plane from Go modules and caches them under
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet for the e2e
+# cluster from Go modules and caches them under
 #   ${IMAGESHIFT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imageshift}/controlplane/<KUBERNETES_VERSION>-<ETCD_VERSION>/
-# Idempotent: when both cached binaries exist and answer --version with the pinned versions it
+# Idempotent: when the cached binaries exist and answer --version with the pinned versions it
 # only prints the directory. On success the last line on stdout is that directory.
 #
 # Usage:
@@ -40,9 +41,16 @@ read_versions() {
   out="${IMAGESHIFT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imageshift}/controlplane/${KUBERNETES_VERSION}-${ETCD_VERSION}"
 }
 
+# The Kubernetes binaries, each built from k8s.io/kubernetes/cmd/<name>.
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+
 cached_ok() {
-  [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]] || return 1
-  "$out/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION" || return 1
+  local name
+  [[ -x "$out/etcd" ]] || return 1
+  for name in "${kube_binaries[@]}"; do
+    [[ -x "$out/$name" ]] || return 1
+    "$out/$name" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION" || return 1
+  done
   "$out/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}" || return 1
 }
 
@@ -86,7 +94,9 @@ sync_go_mod() {
     echo
     echo "go $need_go"
     echo
-    printf 'tool (\n\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n)\n\n'
+    printf 'tool (\n\tgo.etcd.io/etcd/server/v3\n'
+    printf '\tk8s.io/kubernetes/cmd/%s\n' "${kube_binaries[@]}"
+    printf ')\n\n'
     printf 'require (\n\tgo.etcd.io/etcd/server/v3 %s\n\tk8s.io/kubernetes %s\n)\n\n' "$ETCD_VERSION" "$KUBERNETES_VERSION"
     echo "replace ("
     awk -v v="$staging_version" '$2 == "=>" && $3 ~ /^\.\/staging\/src\// {print "\t" $1 " => " $1 " " v}' "$kube_mod"
@@ -119,7 +129,7 @@ build_binary() {
 }
 
 main() {
-  local mode="build" start=$SECONDS kube_ldflags="" pkg
+  local mode="build" start=$SECONDS kube_ldflags="" pkg name
   case "${1:-}" in
   "") ;;
   --force) mode="force" ;;
@@ -159,10 +169,19 @@ main() {
     kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   log "building into $out"
-  build_binary etcd go.etcd.io/etcd/server/v3 ""
-  build_binary kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
+  if [[ "$mode" == "force" || ! -x "$out/etcd" ]] ||
+    ! "$out/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}"; then
+    build_binary etcd go.etcd.io/etcd/server/v3 ""
+  fi
+  for name in "${kube_binaries[@]}"; do
+    if [[ "$mode" == "build" && -x "$out/$name" ]] &&
+      "$out/$name" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION"; then
+      continue # already built by an earlier run (say, before kubelet was added)
+    fi
+    build_binary "$name" "k8s.io/kubernetes/cmd/$name" "$kube_ldflags"
+  done
   cached_ok || die "the binaries built in $out do not report the pinned versions:
-  $("$out/kube-apiserver" --version 2>&1 | head -1); $("$out/etcd" --version 2>&1 | head -1)"
+  $(for name in etcd "${kube_binaries[@]}"; do "$out/$name" --version 2>&1 | head -1; done)"
   log "done in $((SECONDS - start))s"
   echo "$out"
 }

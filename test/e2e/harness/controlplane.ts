@@ -7,7 +7,7 @@
  * Everything else lives in a fresh temp dir: certificates (made with src/certs/authority.ts), the
  * service-account key, the token file, etcd's data, the kubeconfig and the processes' logs.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { createCertificateAuthority, createServingCertificate } from "../../../src/certs/authority.ts";
 
 export interface ControlPlaneOptions {
@@ -33,6 +34,15 @@ export interface ControlPlaneOptions {
   apiServerArgs?: string[];
   /** Keep the temp dir (logs, data) after stop() for debugging; default false. */
   keepTempDir?: boolean;
+  /** Extra IP addresses in the apiserver's serving certificate (a node's pods reach it on one). */
+  servingIPs?: string[];
+  /** Keep the ServiceAccount admission plugin (pods get tokens; needs a controller-manager); default false. */
+  serviceAccountAdmission?: boolean;
+  /**
+   * Give the apiserver a client certificate for kubelets (--kubelet-client-certificate/-key,
+   * group system:masters, signed by the CA; made with openssl), for logs, exec and port-forward.
+   */
+  kubeletClientCertificate?: boolean;
 }
 
 export interface ControlPlane {
@@ -42,6 +52,10 @@ export interface ControlPlane {
   server: string;
   /** CA that signed the apiserver's serving certificate. */
   caPem: string;
+  /** Its private key (to sign more certificates, say the apiserver's kubelet client certificate). */
+  caKeyPem: string;
+  /** The directory holding the binaries (etcd, kube-apiserver, and the node's when built). */
+  binDir: string;
   /** Bearer token of a user in group system:masters. */
   token: string;
   /** Temp dir with certificates, etcd data and the logs (etcd.log, kube-apiserver.log). */
@@ -53,11 +67,12 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
+const execFileAsync = promisify(execFile);
 const buildScript = fileURLToPath(new URL("../controlplane/build.sh", import.meta.url));
 const loopback = "127.0.0.1";
 
 /** A child process whose output goes to a log file, with a promise for its exit. */
-interface Managed {
+export interface Managed {
   name: string;
   child: ChildProcess;
   logPath: string;
@@ -107,7 +122,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
       ],
-      ipAddresses: [loopback, "10.0.0.1"],
+      ipAddresses: [loopback, "10.0.0.1", ...(options.servingIPs ?? [])],
       validityDays: 7,
     });
     const serviceAccountKey = generateKeyPairSync("ec", {
@@ -127,6 +142,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       }),
       writeFile(file("kubeconfig"), kubeconfig(server, ca.certPem, token), { mode: 0o600 }),
     ]);
+    if (options.kubeletClientCertificate) await kubeletClientCertificate(dir, ca.keyPem);
 
     procs.etcd = startProcess("etcd", path.join(binDir, "etcd"), dir, [
       "--name=imageshift-e2e",
@@ -150,13 +166,19 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--etcd-servers=${etcdUrl}`,
       `--token-auth-file=${file("tokens.csv")}`,
       "--authorization-mode=RBAC",
-      "--disable-admission-plugins=ServiceAccount",
+      ...(options.serviceAccountAdmission ? [] : ["--disable-admission-plugins=ServiceAccount"]),
       "--service-cluster-ip-range=10.0.0.0/24",
       `--service-account-issuer=${server}`,
       `--service-account-key-file=${file("sa.pub")}`,
       `--service-account-signing-key-file=${file("sa.key")}`,
       "--endpoint-reconciler-type=none",
       "--allow-privileged=true",
+      ...(options.kubeletClientCertificate
+        ? [
+            `--kubelet-client-certificate=${file("kubelet-client.crt")}`,
+            `--kubelet-client-key=${file("kubelet-client.key")}`,
+          ]
+        : []),
       ...(options.apiServerArgs ?? []),
     ];
     const readyz = () => httpGetOk(`${server}/readyz`, { ca: ca.certPem, token });
@@ -181,6 +203,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       kubeconfigPath: file("kubeconfig"),
       server,
       caPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      binDir,
       token,
       dir,
       startApiServer,
@@ -197,8 +221,51 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   }
 }
 
+/** kubelet-client.crt/.key in `dir`: a clientAuth certificate signed by the CA (ca.crt there). */
+async function kubeletClientCertificate(dir: string, caKeyPem: string): Promise<void> {
+  const file = (name: string) => path.join(dir, name);
+  await writeFile(file("ca.key"), caKeyPem, { mode: 0o600 });
+  await writeFile(
+    file("kubelet-client.ext"),
+    "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
+  );
+  const openssl = (args: string[]) => execFileAsync("openssl", args, { cwd: dir, timeout: 20_000 });
+  await openssl([
+    "req",
+    "-new",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-subj",
+    "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    "-keyout",
+    "kubelet-client.key",
+    "-out",
+    "kubelet-client.csr",
+  ]);
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    "kubelet-client.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "7",
+    "-extfile",
+    "kubelet-client.ext",
+    "-out",
+    "kubelet-client.crt",
+  ]);
+}
+
 /** Runs build.sh (fast when the binaries are cached) and returns the directory it prints last. */
-function runBuildScript(timeoutMs: number): Promise<string> {
+export function runBuildScript(timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     // Its own process group, so that a timeout stops the go build under it too.
     const child = spawn("bash", [buildScript], { stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -232,7 +299,7 @@ function runBuildScript(timeoutMs: number): Promise<string> {
   });
 }
 
-function startProcess(name: string, binary: string, dir: string, args: string[]): Managed {
+export function startProcess(name: string, binary: string, dir: string, args: string[]): Managed {
   const logPath = path.join(dir, `${name}.log`);
   const fd = openSync(logPath, "a");
   let child: ChildProcess;
@@ -258,7 +325,7 @@ function startProcess(name: string, binary: string, dir: string, args: string[])
 }
 
 /** SIGTERM, then SIGKILL if it has not exited within `timeoutMs`. */
-async function stopProcess(proc: Managed | undefined, timeoutMs: number): Promise<void> {
+export async function stopProcess(proc: Managed | undefined, timeoutMs: number): Promise<void> {
   if (!proc || proc.exitDescription !== undefined) return;
   proc.child.kill("SIGTERM");
   const timer = new AbortController();
@@ -274,7 +341,11 @@ async function stopProcess(proc: Managed | undefined, timeoutMs: number): Promis
 }
 
 /** Polls `probe` until it succeeds; fails early if the process exits, with the tail of its log. */
-async function waitReady(proc: Managed, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
+export async function waitReady(
+  proc: Managed,
+  timeoutMs: number,
+  probe: () => Promise<boolean>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitDescription !== undefined) {
@@ -287,7 +358,7 @@ async function waitReady(proc: Managed, timeoutMs: number, probe: () => Promise<
 }
 
 /** GET returning true on a 2xx answer, false on any error or other status (bounded to 2 s). */
-function httpGetOk(url: string, auth?: { ca: string; token: string }): Promise<boolean> {
+export function httpGetOk(url: string, auth?: { ca: string; token: string }): Promise<boolean> {
   return new Promise((resolve) => {
     const get = url.startsWith("https:") ? https.get : http.get;
     const req = get(
