@@ -10,7 +10,13 @@ import { KubeClient } from "../k8s/client.ts";
 import { staticToken } from "../k8s/kubeconfig.ts";
 import { silentLogger } from "../telemetry/logger.ts";
 import { type CertificateAndKey, createCertificateAuthority, createServingCertificate } from "./authority.ts";
-import { CertificateManager, pemBundle, renewalReason, SECRET_KEYS } from "./certificate-manager.ts";
+import {
+  CertificateManager,
+  caBundlePatch,
+  pemBundle,
+  renewalReason,
+  SECRET_KEYS,
+} from "./certificate-manager.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -170,5 +176,28 @@ describe("CertificateManager options", () => {
     assert.equal(manager({ certificateValidityMs: 20_000, renewBeforeMs: 10_000 }).periodMs, 2_500);
     assert.equal(manager({ certificateValidityMs: 20_000, renewBeforeMs: 2_000 }).periodMs, 1_000);
     assert.equal(manager({ certificateValidityMs: 600_000, renewBeforeMs: 200_000 }).periodMs, 50_000);
+  });
+});
+
+describe("caBundlePatch", () => {
+  test("each webhook lacking the bundle is patched by index, guarded by a test of its name", () => {
+    const ops = caBundlePatch(
+      {
+        metadata: { name: "imageshift" },
+        webhooks: [
+          { name: "pods.imageshift.dev", clientConfig: { caBundle: "OLD" } },
+          { name: "strict-pods.imageshift.dev", clientConfig: { caBundle: "NEW" } },
+          { name: "rules.imageshift.dev", clientConfig: {} },
+        ],
+      },
+      "NEW",
+    );
+    assert.deepEqual(ops, [
+      { op: "test", path: "/webhooks/0/name", value: "pods.imageshift.dev" },
+      { op: "add", path: "/webhooks/0/clientConfig/caBundle", value: "NEW" },
+      { op: "test", path: "/webhooks/2/name", value: "rules.imageshift.dev" },
+      { op: "add", path: "/webhooks/2/clientConfig/caBundle", value: "NEW" },
+    ]);
+    assert.deepEqual(caBundlePatch({ metadata: { name: "x" } }, "NEW"), []);
   });
 });

@@ -26,6 +26,23 @@ import type { CertificateAndKey } from "./authority.ts";
 
 const DAY_MS = 86_400_000;
 
+/**
+ * The JSON Patch that sets `caBundle` on every webhook of a configuration lacking it. Each
+ * change is guarded by a `test` of the webhook's name at that index: if a `helm upgrade`
+ * reordered or replaced the webhooks since the read, the API server refuses the whole patch
+ * (and the next pass reads again), instead of writing the bundle into another webhook.
+ */
+export function caBundlePatch(current: WebhookConfiguration, caBundle: string): object[] {
+  return (current.webhooks ?? []).flatMap((webhook, i) =>
+    webhook.clientConfig.caBundle === caBundle
+      ? []
+      : [
+          { op: "test", path: `/webhooks/${i}/name`, value: webhook.name },
+          { op: "add", path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle },
+        ],
+  );
+}
+
 /** When the current CA entered the caBundle (ms since the epoch), on the Secret. */
 const CA_SINCE_ANNOTATION = "imageshift.dev/ca-since";
 
@@ -289,15 +306,11 @@ export class CertificateManager {
         );
         continue;
       }
-      const ops = (current.webhooks ?? []).flatMap((webhook, i) =>
-        webhook.clientConfig.caBundle === caBundle
-          ? []
-          : [{ op: "add", path: `/webhooks/${i}/clientConfig/caBundle`, value: caBundle }],
-      );
+      const ops = caBundlePatch(current, caBundle);
       if (ops.length === 0) continue;
       await this.client.patch(path, ops, "json");
       this.options.logger.info(
-        { configuration: `${configuration.kind}/${name}`, webhooks: ops.length },
+        { configuration: `${configuration.kind}/${name}`, webhooks: ops.length / 2 },
         "caBundle updated",
       );
     }
