@@ -31,3 +31,14 @@ test("buildApp: a standalone configuration builds sources and runs nothing", asy
   assert.equal(options.runnables, undefined);
   assert.equal(options.port, 0);
 });
+
+test("parseServeConfig refuses each bad flag with a message naming it", () => {
+  const refused: [string[], RegExp][] = [
+    [["--log-level", "loud"], /--log-level must be one of .*, got "loud"/],
+    [["--tls-cert-file", "c.pem"], /--tls-cert-file and --tls-key-file go together/],
+    [["--shutdown-timeout", "soon"], /--shutdown-timeout must be a number of seconds, got "soon"/],
+    [["--tls-secret", "s", "--ca-validity", "ten years"], /--ca-validity must be a duration such as 90d/],
+    [["--namespace-label", ""], /--namespace-label must be a label key/],
+  ];
+  for (const [argv, message] of refused) assert.throws(() => parseServeConfig(argv), message);
+});

@@ -333,3 +333,11 @@ describe("parseRuleText bounds (attacks that once crashed the server)", () => {
     assert.match(issues[0]?.message ?? "", /^file is \d+ characters, more than 4194304; split the rules/);
   });
 });
+
+test("parseRuleText: a JSON syntax error is one issue for the file, naming it", () => {
+  const { documents, issues } = parseRuleText('{"apiVersion": ', "broken.json");
+  assert.deepEqual(documents, []);
+  assert.equal(issues.length, 1);
+  assert.deepEqual(issues[0]?.location, { source: "broken.json", document: 0 });
+  assert.match(issues[0]?.message ?? "", /^JSON: /);
+});
