@@ -515,10 +515,12 @@ describe("SelfSignedCertificateSource", () => {
     const dir = await folder();
     const logger = createLogger("silent");
     const first = new SelfSignedCertificateSource({ folder: dir, logger });
-    const one = await first.start();
+    await first.start();
+    const one = first.current()!;
     const caOne = await readFile(first.caFile, "utf8");
     const second = new SelfSignedCertificateSource({ folder: dir, logger });
-    const two = await second.start();
+    await second.start();
+    const two = second.current()!;
     const caTwo = await readFile(second.caFile, "utf8");
     assert.notEqual(caOne, caTwo);
     assert.notEqual(one.cert, two.cert);

@@ -1,5 +1,6 @@
 /**
- * Where the serving certificate comes from: one narrow interface, two sources.
+ * Where the serving certificate comes from: the one source shape (`platform/source.ts`), and
+ * two implementations here (a third, the Secret, in `secret-certificates.ts`).
  *
  * - FileCertificateSource: PEM files (`--tls-cert-file`, `--tls-key-file`), reloaded when
  *   they change. cert-manager and Secret volumes replace them in place (an atomic symlink
@@ -13,11 +14,13 @@
  *   that `curl --cacert` works.
  */
 import { X509Certificate } from "node:crypto";
-import { type FSWatcher, watch } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { errorMessage } from "../errors.ts";
+import { Listeners } from "../platform/listeners.ts";
+import { PathWatcher } from "../platform/path-watcher.ts";
+import type { Source } from "../platform/source.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
 export interface CertificatePair {
@@ -25,13 +28,8 @@ export interface CertificatePair {
   readonly key: string;
 }
 
-export interface CertificateSource {
-  /** Loads the first certificate; rejects when there is no usable one. */
-  start(): Promise<CertificatePair>;
-  /** Called with each new valid certificate. */
-  onChange(listener: (pair: CertificatePair) => void): void;
-  stop(): void;
-}
+/** `start` rejects when there is no usable certificate; `onChange` gets each new valid one. */
+export type CertificateSource = Source<CertificatePair>;
 
 /** A certificate outside its validity period: every handshake with it would fail. */
 class CertificateValidityError extends Error {
@@ -71,21 +69,27 @@ export class FileCertificateSource implements CertificateSource {
   private readonly certFile: string;
   private readonly keyFile: string;
   private readonly logger: Logger;
-  private readonly pollMs: number;
-  private readonly listeners: ((pair: CertificatePair) => void)[] = [];
-  private current: CertificatePair | undefined;
-  private watchers: FSWatcher[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private readonly listeners = new Listeners<CertificatePair>();
+  private pair: CertificatePair | undefined;
+  private readonly watcher: PathWatcher;
 
   constructor(options: { certFile: string; keyFile: string; logger: Logger; pollMs?: number }) {
     this.certFile = options.certFile;
     this.keyFile = options.keyFile;
     this.logger = options.logger;
-    this.pollMs = options.pollMs ?? 10_000;
+    this.watcher = new PathWatcher({
+      folders: [dirname(this.certFile), dirname(this.keyFile)],
+      pollMs: options.pollMs ?? 10_000,
+      onChange: () => void this.reload(),
+      onWatchError: (folder, error) =>
+        this.logger.warn(
+          { folder, err: errorMessage(error) },
+          "cannot watch certificate folder; polling only",
+        ),
+    });
   }
 
-  async start(): Promise<CertificatePair> {
+  async start(): Promise<void> {
     const pair = await this.read();
     try {
       checkPair(pair);
@@ -94,31 +98,20 @@ export class FileCertificateSource implements CertificateSource {
         `TLS certificate ${this.certFile} and key ${this.keyFile} are not usable: ${errorMessage(error)}`,
       );
     }
-    this.current = pair;
-    for (const folder of new Set([dirname(this.certFile), dirname(this.keyFile)])) {
-      try {
-        this.watchers.push(watch(folder, () => this.scheduleReload()));
-      } catch (error) {
-        this.logger.warn(
-          { folder, err: errorMessage(error) },
-          "cannot watch certificate folder; polling only",
-        );
-      }
-    }
-    this.timer = setInterval(() => void this.reload(), this.pollMs);
-    this.timer.unref();
-    return pair;
+    this.pair = pair;
+    this.watcher.start();
+  }
+
+  current(): CertificatePair | undefined {
+    return this.pair;
   }
 
   onChange(listener: (pair: CertificatePair) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
-  stop(): void {
-    for (const watcher of this.watchers) watcher.close();
-    this.watchers = [];
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
+  async stop(): Promise<void> {
+    this.watcher.stop();
   }
 
   private async read(): Promise<CertificatePair> {
@@ -126,18 +119,12 @@ export class FileCertificateSource implements CertificateSource {
     return { cert, key };
   }
 
-  /** Events come in bursts while files are replaced; act once things settle. */
-  private scheduleReload(): void {
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(), 100);
-  }
-
   /** Re-reads the files; exported for tests through `reload()` on the instance. */
   async reload(): Promise<boolean> {
     let pair: CertificatePair;
     try {
       pair = await this.read();
-      if (pair.cert === this.current?.cert && pair.key === this.current?.key) return false;
+      if (pair.cert === this.pair?.cert && pair.key === this.pair?.key) return false;
       checkPair(pair);
     } catch (error) {
       if (error instanceof CertificateValidityError)
@@ -158,9 +145,9 @@ export class FileCertificateSource implements CertificateSource {
         );
       return false;
     }
-    this.current = pair;
+    this.pair = pair;
     this.logger.info({ certFile: this.certFile }, "TLS certificate reloaded");
-    for (const listener of this.listeners) listener(pair);
+    this.listeners.emit(pair);
     return true;
   }
 }
@@ -176,7 +163,9 @@ export class SelfSignedCertificateSource implements CertificateSource {
     this.caFile = join(this.folder, "ca.pem");
   }
 
-  async start(): Promise<CertificatePair> {
+  private pair: CertificatePair | undefined;
+
+  async start(): Promise<void> {
     // Loaded only here: the X.509 library costs about 17 MB RSS that a server given its
     // certificate files never needs.
     const { createCertificateAuthority, createServingCertificate } = await import("./authority.ts");
@@ -193,10 +182,15 @@ export class SelfSignedCertificateSource implements CertificateSource {
       { caFile: this.caFile },
       `no --tls-cert-file given: serving a self-signed certificate for localhost; trust it with curl --cacert ${this.caFile}`,
     );
-    return { cert: leaf.certPem, key: leaf.keyPem };
+    this.pair = { cert: leaf.certPem, key: leaf.keyPem };
   }
 
+  current(): CertificatePair | undefined {
+    return this.pair;
+  }
+
+  /** A self-signed certificate never changes while the process runs. */
   onChange(): void {}
 
-  stop(): void {}
+  async stop(): Promise<void> {}
 }

@@ -8,6 +8,7 @@ import { createSecureContext } from "node:tls";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { WatchedKind } from "../k8s/informer.ts";
 import type { Secret } from "../k8s/objects.ts";
+import { Listeners } from "../platform/listeners.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { SECRET_KEYS } from "./certificate-manager.ts";
 import type { CertificatePair, CertificateSource } from "./certificates.ts";
@@ -33,9 +34,9 @@ export class SecretCertificateSource implements CertificateSource {
   private readonly name: string;
   private readonly namespace: string;
   private readonly logger: Logger;
-  private readonly listeners: ((pair: CertificatePair) => void)[] = [];
-  private current: CertificatePair | undefined;
-  private waiting: ((pair: CertificatePair) => void) | undefined;
+  private readonly listeners = new Listeners<CertificatePair>();
+  private pair: CertificatePair | undefined;
+  private waiting: (() => void) | undefined;
 
   constructor(options: { client: KubeClient; namespace: string; name: string; logger: Logger }) {
     this.name = options.name;
@@ -50,37 +51,41 @@ export class SecretCertificateSource implements CertificateSource {
     });
   }
 
-  async start(): Promise<CertificatePair> {
+  /** Resolves once the Secret holds a usable pair (in self-managed mode, once the leader wrote it). */
+  async start(): Promise<void> {
     void this.watch.start();
-    const pair = await new Promise<CertificatePair>((resolve) => {
+    await new Promise<void>((resolve) => {
       this.waiting = resolve;
       this.changed();
     });
-    return pair;
+  }
+
+  current(): CertificatePair | undefined {
+    return this.pair;
   }
 
   onChange(listener: (pair: CertificatePair) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
-  stop(): void {
-    void this.watch.stop();
+  async stop(): Promise<void> {
+    await this.watch.stop();
   }
 
   private changed(): void {
     const pair = pairOf(this.watch.get(this.name, this.namespace));
-    if (!pair || (pair.cert === this.current?.cert && pair.key === this.current?.key)) return;
-    this.current = pair;
+    if (!pair || (pair.cert === this.pair?.cert && pair.key === this.pair?.key)) return;
+    this.pair = pair;
     if (this.waiting) {
       this.logger.info(
         { secret: `${this.namespace}/${this.name}` },
         "serving certificate loaded from the Secret",
       );
-      this.waiting(pair);
+      this.waiting();
       this.waiting = undefined;
       return;
     }
     this.logger.info({ secret: `${this.namespace}/${this.name}` }, "serving certificate renewed");
-    for (const listener of this.listeners) listener(pair);
+    this.listeners.emit(pair);
   }
 }

@@ -28,6 +28,7 @@ import { formatIssue } from "../errors.ts";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { WatchedKind } from "../k8s/informer.ts";
 import type { KubeObject, Namespace } from "../k8s/objects.ts";
+import { Listeners } from "../platform/listeners.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
 export interface RuleObjectKind {
@@ -75,8 +76,8 @@ export class ClusterRuleSource implements RuleSource {
   private readonly logger: Logger;
   private readonly kinds: { resource: RuleObjectKind; watch: WatchedKind<KubeObject> }[];
   private readonly namespaces: WatchedKind<Namespace>;
-  private readonly listeners: ((rules: CompiledRules) => void)[] = [];
-  private readonly refusedListeners: (() => void)[] = [];
+  private readonly listeners = new Listeners<CompiledRules>();
+  private readonly refusedListeners = new Listeners<void>();
   private readonly compiled = new Map<string, ClusterObject>();
   /** Per object (`kind/uid`), the compile of its latest usable generation. */
   private readonly lastGood = new Map<string, CompiledObject>();
@@ -135,7 +136,7 @@ export class ClusterRuleSource implements RuleSource {
   }
 
   onChange(listener: (rules: CompiledRules) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
   namespaceLabels(namespace: string): Labels | undefined {
@@ -222,7 +223,7 @@ export class ClusterRuleSource implements RuleSource {
       { objects: usable.length, rules: this.active.ruleSet.size },
       "rules loaded from the cluster",
     );
-    for (const listener of this.listeners) listener(this.active);
+    this.listeners.emit(this.active);
   }
 
   /**
@@ -233,12 +234,12 @@ export class ClusterRuleSource implements RuleSource {
     this.activeKey = "";
     this.objects = this.objects.map((entry) => ({ ...entry, overBudget: problem }));
     this.logger.error({ err: problem }, "rule set over budget; keeping the last good rule set");
-    for (const listener of this.refusedListeners) listener();
+    this.refusedListeners.emit();
   }
 
   /** Called when a rule set is refused as over budget (the status writer reports it). */
   onRefused(listener: () => void): void {
-    this.refusedListeners.push(listener);
+    this.refusedListeners.add(listener);
   }
 
   /**

@@ -49,9 +49,10 @@ class FakeRules implements RuleSource {
 function staticCertificate(pair: CertificatePair): CertificateSource & { stopped: boolean } {
   return {
     stopped: false,
-    start: async () => pair,
+    start: async () => {},
+    current: () => pair,
     onChange: () => {},
-    stop() {
+    async stop() {
       this.stopped = true;
     },
   };

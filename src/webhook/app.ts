@@ -95,13 +95,14 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     .add({
       name: "certificates",
       start: async () => {
-        pair = await certificates.start();
+        await certificates.start();
+        pair = certificates.current();
         certificates.onChange((next) => {
           pair = next;
           server?.setCertificate(next);
         });
       },
-      stop: async () => certificates.stop(),
+      stop: () => certificates.stop(),
       notReady: () => (pair ? undefined : "waiting for the serving certificate"),
     })
     .add({

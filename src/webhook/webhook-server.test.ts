@@ -113,7 +113,7 @@ function staticRules(compiled: Awaited<ReturnType<typeof loadRules>>): RuleSourc
 }
 
 function staticCertificate(pair: CertificatePair): CertificateSource {
-  return { start: async () => pair, onChange: () => {}, stop: () => {} };
+  return { start: async () => {}, current: () => pair, onChange: () => {}, stop: async () => {} };
 }
 
 let caPem = "";

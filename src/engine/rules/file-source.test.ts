@@ -182,8 +182,9 @@ describe("FileRuleSource", () => {
     await withSource(
       dir,
       async (source) => {
-        // Stop the watcher's influence: only the poll (every 50 ms) can act.
-        (source as unknown as { watcher?: { close(): void } }).watcher?.close();
+        // Stop the folder watches' influence: only the poll (every 50 ms) can act.
+        const { watcher } = source as unknown as { watcher: { watchers: { close(): void }[] } };
+        for (const watch of watcher.watchers) watch.close();
         await writeFile(join(dir, "a.yaml"), swap("hub", "docker.io", "mirror-p.corp/dockerhub"));
         await waitFor(
           "poll picked up the edit",

@@ -8,10 +8,11 @@
  *   objects of the same edit take effect.
  */
 import { createHash } from "node:crypto";
-import { type FSWatcher, watch } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { errorMessage, formatIssue, type Location, RuleSourceError } from "../../errors.ts";
+import { Listeners } from "../../platform/listeners.ts";
+import { PathWatcher } from "../../platform/path-watcher.ts";
 import type { Logger } from "../../telemetry/logger.ts";
 import { budgetProblem } from "./budget.ts";
 import type { CompiledObject } from "./compile.ts";
@@ -43,11 +44,9 @@ export class FileRuleSource implements RuleSource {
   private readonly path: string;
   private readonly logger: Logger;
   private readonly pollMs: number;
-  private readonly listeners: ((rules: CompiledRules) => void)[] = [];
+  private readonly listeners = new Listeners<CompiledRules>();
   private active: CompiledRules | undefined;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
+  private watcher: PathWatcher | undefined;
   private reloading: Promise<boolean> | undefined;
   /** Digests (not texts: 10,000 rules are about 0.7 MB) of the files and of their documents. */
   private textSignature = "";
@@ -70,14 +69,14 @@ export class FileRuleSource implements RuleSource {
       const why = this.refusal ? `: ${this.refusal}` : "";
       throw new RuleSourceError(`no usable rules in ${JSON.stringify(this.path)}${why}`);
     }
-    const folder = info.isDirectory() ? this.path : dirname(this.path);
-    try {
-      this.watcher = watch(folder, () => this.scheduleReload());
-    } catch (error) {
-      this.logger.warn({ folder, err: errorMessage(error) }, "cannot watch the rules; polling only");
-    }
-    this.timer = setInterval(() => void this.reload(), this.pollMs);
-    this.timer.unref();
+    this.watcher = new PathWatcher({
+      folders: [info.isDirectory() ? this.path : dirname(this.path)],
+      pollMs: this.pollMs,
+      onChange: () => void this.reload(),
+      onWatchError: (folder, error) =>
+        this.logger.warn({ folder, err: errorMessage(error) }, "cannot watch the rules; polling only"),
+    });
+    this.watcher.start();
   }
 
   current(): CompiledRules | undefined {
@@ -85,19 +84,12 @@ export class FileRuleSource implements RuleSource {
   }
 
   onChange(listener: (rules: CompiledRules) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
   async stop(): Promise<void> {
-    this.watcher?.close();
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
+    this.watcher?.stop();
     await this.reloading;
-  }
-
-  private scheduleReload(): void {
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(), 100);
   }
 
   /** Reloads now; true when a new rule set was swapped in. One reload at a time. */
@@ -156,7 +148,7 @@ export class FileRuleSource implements RuleSource {
       { path: this.path, objects: next.objects.length, rules: next.ruleSet.size },
       "rules loaded",
     );
-    for (const listener of this.listeners) listener(next);
+    this.listeners.emit(next);
     return true;
   }
 
