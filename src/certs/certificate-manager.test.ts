@@ -14,8 +14,10 @@ import {
   CertificateManager,
   caBundlePatch,
   pemBundle,
+  planCertificates,
   renewalReason,
   SECRET_KEYS,
+  storedCertificates,
 } from "./certificate-manager.ts";
 
 const DAY_MS = 86_400_000;
@@ -199,5 +201,64 @@ describe("caBundlePatch", () => {
       { op: "add", path: "/webhooks/2/clientConfig/caBundle", value: "NEW" },
     ]);
     assert.deepEqual(caBundlePatch({ metadata: { name: "x" } }, "NEW"), []);
+  });
+});
+
+describe("planCertificates (pure: what a pass will do)", () => {
+  let ca: CertificateAndKey;
+  let newCa: CertificateAndKey;
+  let leaf: CertificateAndKey;
+  let leafOfNew: CertificateAndKey;
+  const timing = { caRenewBeforeMs: 3 * DAY_MS, renewBeforeMs: DAY_MS, propagationMs: 60_000 };
+
+  before(async () => {
+    ca = await createCertificateAuthority({ commonName: "plan-ca", validityDays: 10 });
+    newCa = await createCertificateAuthority({ commonName: "plan-new-ca", validityDays: 10 });
+    const serving = { commonName: "s.ns.svc", dnsNames: ["s.ns.svc"], validityDays: 5 };
+    leaf = await createServingCertificate(ca, serving);
+    leafOfNew = await createServingCertificate(newCa, serving);
+  });
+
+  test("an empty Secret: a new CA, and a certificate it signs", () => {
+    const plan = planCertificates(storedCertificates(undefined), 1000, timing);
+    assert.equal(plan.newCa, "missing");
+    assert.equal(plan.newLeaf, "missing");
+    assert.equal(plan.previous, undefined);
+    assert.equal(plan.signWithPrevious, false);
+    assert.equal(plan.caSince, 1000);
+  });
+
+  test("everything fine: nothing new, and what is kept is carried", () => {
+    const plan = planCertificates({ ca, leaf, caSince: 0 }, Date.now(), timing);
+    assert.deepEqual([plan.newCa, plan.newLeaf, plan.ca, plan.leaf], [undefined, undefined, ca, leaf]);
+  });
+
+  test("a CA in its last third: a new one, the old kept as previous and signing until it has propagated", () => {
+    const late = Date.parse(new X509Certificate(ca.certPem).validTo) - 2 * DAY_MS;
+    const plan = planCertificates({ ca, leaf, caSince: 0 }, late, timing);
+    assert.match(plan.newCa ?? "", /^expires /);
+    assert.equal(plan.previous, ca);
+    assert.equal(plan.signWithPrevious, true);
+    assert.equal(plan.caSince, late);
+  });
+
+  test("once the new CA has propagated, a certificate signed by the previous one is replaced", () => {
+    const now = Date.now();
+    const stored = { ca: newCa, previous: ca, leaf, caSince: now - 120_000 };
+    const plan = planCertificates(stored, now, timing);
+    assert.equal(plan.newCa, undefined);
+    assert.equal(plan.signWithPrevious, false);
+    assert.equal(plan.newLeaf, "not signed by the current CA");
+    const settled = planCertificates({ ...stored, leaf: leafOfNew }, now, timing);
+    assert.equal(settled.newLeaf, undefined);
+  });
+
+  test("an unusable stored pair is replaced, naming the problem", () => {
+    const plan = planCertificates(
+      { ca, leaf, caSince: 0, leafProblem: "key does not match" },
+      Date.now(),
+      timing,
+    );
+    assert.equal(plan.newLeaf, "key does not match");
   });
 });

@@ -124,6 +124,101 @@ function pairIn(secret: Secret | undefined, certKey: string, keyKey: string): Ce
   return certPem && keyPem ? { certPem, keyPem } : undefined;
 }
 
+/** What the Secret holds, decoded, with what is wrong with the stored pairs. */
+export interface StoredCertificates {
+  readonly ca?: CertificateAndKey;
+  readonly previous?: CertificateAndKey;
+  readonly leaf?: CertificateAndKey;
+  /** When the current CA entered the bundle (ms since the epoch), 0 when unknown. */
+  readonly caSince: number;
+  readonly caProblem?: string;
+  readonly leafProblem?: string;
+}
+
+export function storedCertificates(secret: Secret | undefined): StoredCertificates {
+  const stored = (certKey: string, keyKey: string) => ({
+    certPem: decode(secret, certKey),
+    keyPem: decode(secret, keyKey),
+  });
+  const ca = pairIn(secret, SECRET_KEYS.caCert, SECRET_KEYS.caKey);
+  const previous = pairIn(secret, SECRET_KEYS.previousCaCert, SECRET_KEYS.previousCaKey);
+  const leaf = pairIn(secret, SECRET_KEYS.cert, SECRET_KEYS.key);
+  const caProblem = pairProblem(stored(SECRET_KEYS.caCert, SECRET_KEYS.caKey));
+  const leafProblem = pairProblem(stored(SECRET_KEYS.cert, SECRET_KEYS.key));
+  return {
+    ...(ca ? { ca } : {}),
+    ...(previous ? { previous } : {}),
+    ...(leaf ? { leaf } : {}),
+    caSince: Number(secret?.metadata?.annotations?.[CA_SINCE_ANNOTATION] ?? 0),
+    ...(caProblem ? { caProblem } : {}),
+    ...(leafProblem ? { leafProblem } : {}),
+  };
+}
+
+/** One pass's decisions; the keys of what to keep are carried so the apply step needs no re-read. */
+export interface CertificatePlan {
+  /** Why a new CA is made; undefined: keep `ca`. */
+  readonly newCa?: string;
+  readonly ca?: CertificateAndKey;
+  /** The previous CA after this pass: kept in the bundle while certificates it signed are served. */
+  readonly previous?: CertificateAndKey;
+  readonly caSince: number;
+  /** Sign with the previous CA: the API server may not have seen the new one yet. */
+  readonly signWithPrevious: boolean;
+  /** Why a new serving certificate is made; undefined: keep `leaf`. */
+  readonly newLeaf?: string;
+  readonly leaf?: CertificateAndKey;
+}
+
+export interface CertificateTiming {
+  /** Renew the CA this long before it expires (a third of its life). */
+  caRenewBeforeMs: number;
+  renewBeforeMs: number;
+  /** How long a new CA sits in the bundle before certificates it signed are served. */
+  propagationMs: number;
+}
+
+/**
+ * Decides a pass, without side effects: a new CA when the stored one is unusable or in the
+ * last third of its life (the old one, while still valid, stays as the previous CA); a new
+ * serving certificate when the stored one is unusable, due for renewal, or not signed by the
+ * CA that should sign it now.
+ */
+export function planCertificates(
+  stored: StoredCertificates,
+  now: number,
+  timing: CertificateTiming,
+): CertificatePlan {
+  const caReason =
+    stored.caProblem ??
+    renewalReason(stored.ca?.certPem, now, timing.caRenewBeforeMs) ??
+    (stored.ca ? undefined : "missing");
+  const newCa = caReason !== undefined;
+  const previous = newCa
+    ? stored.ca && !stored.caProblem && !renewalReason(stored.ca.certPem, now, 0)
+      ? stored.ca
+      : undefined
+    : stored.previous;
+  const caSince = newCa ? now : stored.caSince;
+  const signWithPrevious = previous !== undefined && now - caSince < timing.propagationMs;
+  // A brand-new CA with no previous one signs the certificate: the stored one cannot be its.
+  const signer = signWithPrevious ? previous : newCa ? undefined : stored.ca;
+  const leafReason =
+    stored.leafProblem ??
+    (signer
+      ? renewalReason(stored.leaf?.certPem, now, timing.renewBeforeMs, new X509Certificate(signer.certPem))
+      : "the CA is new");
+  return {
+    ...(caReason !== undefined ? { newCa: caReason } : {}),
+    ...(!newCa && stored.ca ? { ca: stored.ca } : {}),
+    ...(previous ? { previous } : {}),
+    caSince,
+    signWithPrevious,
+    ...(leafReason !== undefined ? { newLeaf: leafReason } : {}),
+    ...(leafReason === undefined && stored.leaf ? { leaf: stored.leaf } : {}),
+  };
+}
+
 export class CertificateManager {
   private readonly options: CertificateManagerOptions;
   private readonly client: KubeClient;
@@ -147,71 +242,57 @@ export class CertificateManager {
     return Math.max(1_000, Math.min(this.renewBeforeMs / 4, 60_000));
   }
 
-  /** One pass: CA, caBundle, serving certificate, in that order. Throws on API errors. */
+  /** One pass: read the Secret, plan (pure), then make and write what the plan says. Throws on API errors. */
   async reconcile(now = Date.now()): Promise<void> {
     const { namespace, secretName } = this.options;
     const secret = await this.readSecret();
-    const stored = (certKey: string, keyKey: string) => ({
-      certPem: decode(secret, certKey),
-      keyPem: decode(secret, keyKey),
+    const plan = planCertificates(storedCertificates(secret), now, {
+      caRenewBeforeMs: this.caValidityMs / 3,
+      renewBeforeMs: this.renewBeforeMs,
+      propagationMs: this.propagationMs,
     });
-    const storedCa = stored(SECRET_KEYS.caCert, SECRET_KEYS.caKey);
-    const storedLeaf = stored(SECRET_KEYS.cert, SECRET_KEYS.key);
-    let ca = pairIn(secret, SECRET_KEYS.caCert, SECRET_KEYS.caKey);
-    let previous = pairIn(secret, SECRET_KEYS.previousCaCert, SECRET_KEYS.previousCaKey);
-    let leaf = pairIn(secret, SECRET_KEYS.cert, SECRET_KEYS.key);
-    let caSince = Number(secret?.metadata?.annotations?.[CA_SINCE_ANNOTATION] ?? 0);
-    let changed = false;
+    const where = `${namespace}/${secretName}`;
     const { createCertificateAuthority, createServingCertificate } = await import("./authority.ts");
-
-    const caReason = pairProblem(storedCa) ?? renewalReason(storedCa.certPem, now, this.caValidityMs / 3);
-    if (caReason || !ca) {
-      this.options.logger.info({ secret: `${namespace}/${secretName}`, reason: caReason }, "new webhook CA");
-      previous = ca && !pairProblem(storedCa) && !renewalReason(ca.certPem, now, 0) ? ca : undefined;
+    let { ca, leaf } = plan;
+    if (plan.newCa !== undefined || !ca) {
+      this.options.logger.info({ secret: where, reason: plan.newCa }, "new webhook CA");
       ca = await createCertificateAuthority({
         commonName: `imageshift-ca@${Math.floor(now / 1000)}`,
         validityDays: this.caValidityMs / DAY_MS,
       });
-      caSince = now;
-      changed = true;
     }
-
-    // Until the API server has had time to see a new CA in the bundle, serving certificates
-    // are signed by the previous CA, which it already trusts.
-    const signer = previous && now - caSince < this.propagationMs ? previous : ca;
-    const certReason =
-      pairProblem(storedLeaf) ??
-      renewalReason(storedLeaf.certPem, now, this.renewBeforeMs, new X509Certificate(signer.certPem));
-    if (certReason || !leaf) {
-      const { serviceName } = this.options;
-      const names = [
-        `${serviceName}.${namespace}.svc`,
-        `${serviceName}.${namespace}.svc.cluster.local`,
-        serviceName,
-        ...(this.options.extraNames ?? []),
-      ];
-      const isIp = (name: string) => /^[\d.:]+$/.test(name);
-      leaf = await createServingCertificate(signer, {
-        commonName: `${serviceName}.${namespace}.svc`,
-        dnsNames: names.filter((name) => !isIp(name)),
-        ipAddresses: names.filter(isIp),
-        validityDays: this.certificateValidityMs / DAY_MS,
-      });
+    const signer = plan.signWithPrevious && plan.previous ? plan.previous : ca;
+    if (plan.newLeaf !== undefined || !leaf) {
+      leaf = await createServingCertificate(signer, this.servingNames());
       this.options.logger.info(
-        {
-          secret: `${namespace}/${secretName}`,
-          reason: certReason,
-          signedBy: signer === ca ? "current CA" : "previous CA",
-        },
+        { secret: where, reason: plan.newLeaf, signedBy: signer === ca ? "current CA" : "previous CA" },
         "new serving certificate",
       );
-      changed = true;
     }
     // The Secret first: a pass that loses the write (a conflict, another leader) throws here
     // and leaves the bundle alone. Then the bundle, which certificates signed by a new CA
     // wait for (`propagationMs`).
-    if (changed) await this.writeSecret(secret, { ca, previous, leaf, caSince });
-    await this.ensureCaBundle(pemBundle(previous ? [ca.certPem, previous.certPem] : [ca.certPem]));
+    if (plan.newCa !== undefined || plan.newLeaf !== undefined)
+      await this.writeSecret(secret, { ca, previous: plan.previous, leaf, caSince: plan.caSince });
+    await this.ensureCaBundle(pemBundle(plan.previous ? [ca.certPem, plan.previous.certPem] : [ca.certPem]));
+  }
+
+  /** What the serving certificate is for: the Service's names, and any extra ones. */
+  private servingNames() {
+    const { serviceName, namespace } = this.options;
+    const names = [
+      `${serviceName}.${namespace}.svc`,
+      `${serviceName}.${namespace}.svc.cluster.local`,
+      serviceName,
+      ...(this.options.extraNames ?? []),
+    ];
+    const isIp = (name: string) => /^[\d.:]+$/.test(name);
+    return {
+      commonName: `${serviceName}.${namespace}.svc`,
+      dnsNames: names.filter((name) => !isIp(name)),
+      ipAddresses: names.filter(isIp),
+      validityDays: this.certificateValidityMs / DAY_MS,
+    };
   }
 
   /** How long a new CA sits in the caBundle before certificates it signed are served. */
