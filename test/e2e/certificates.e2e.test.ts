@@ -777,9 +777,9 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       const changes: CertificatePair[] = [];
       source.onChange((pair) => changes.push(pair));
       let loaded: CertificatePair | undefined;
-      const started = source.start().then((pair) => {
-        loaded = pair;
-        return pair;
+      const started = source.start().then(() => {
+        loaded = source.current();
+        return loaded as CertificatePair;
       });
 
       await sleep(1_000);
@@ -970,8 +970,8 @@ describe("self-managed certificates against a real control plane", { timeout: 50
       );
 
       let loaded: CertificatePair | undefined;
-      void certificateSource.start().then((pair) => {
-        loaded = pair;
+      void certificateSource.start().then(() => {
+        loaded = certificateSource.current();
       });
       const pair = await waitFor("the certificate source gets a pair", 20_000, () => loaded);
       const secret = await readSecret(SECRET);
