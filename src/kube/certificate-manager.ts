@@ -18,7 +18,7 @@
  * re-applies the configurations with an empty bundle is repaired within one period.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { KubeApiError, kubeErrorMessage } from "../errors.ts";
+import { isNotFound, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CertificateAndKey } from "../tls/certs.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
@@ -206,7 +206,7 @@ export class CertificateManager {
     try {
       return await this.client.get<Secret>(this.secretPath(this.options.secretName));
     } catch (error) {
-      if (error instanceof KubeApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }

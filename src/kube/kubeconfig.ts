@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { parse } from "yaml";
-import { errorMessage, RuleSourceError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -54,7 +54,7 @@ export function loadClusterConnection(
   if (listed.length > 0) {
     const missing = listed.filter((file) => !existsSync(file));
     if (missing.length === listed.length) {
-      throw new RuleSourceError(
+      throw new ConfigError(
         `$KUBECONFIG names ${missing.map((file) => JSON.stringify(file)).join(", ")}, ${missing.length === 1 ? "which does not exist" : "none of which exists"}: ImageShift needs --rules PATH or a Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)`,
       );
     }
@@ -65,7 +65,7 @@ export function loadClusterConnection(
   if (existsSync(home)) return fromKubeconfigFiles([home]);
   if (env.KUBERNETES_SERVICE_HOST && existsSync(join(serviceAccountDir, "token")))
     return inCluster(env, serviceAccountDir);
-  throw new RuleSourceError(NO_CONFIGURATION);
+  throw new ConfigError(NO_CONFIGURATION);
 }
 
 /** The pod's service account: token (re-read as the kubelet rotates it) and cluster CA. */
@@ -136,7 +136,7 @@ export function fromKubeconfigFiles(files: string[]): ClusterConnection {
     try {
       document = (parse(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>;
     } catch (error) {
-      throw new RuleSourceError(`kubeconfig ${file}: ${errorMessage(error)}`);
+      throw new ConfigError(`kubeconfig ${file}: ${errorMessage(error)}`);
     }
     collect(document.clusters, "cluster", file, clusters);
     collect(document.users, "user", file, users);
@@ -144,20 +144,19 @@ export function fromKubeconfigFiles(files: string[]): ClusterConnection {
     current ??= (document["current-context"] as string | undefined) || undefined;
   }
   const where = files.join(delimiter);
-  if (!current) throw new RuleSourceError(`kubeconfig ${where}: no current-context`);
+  if (!current) throw new ConfigError(`kubeconfig ${where}: no current-context`);
   const context = contexts.get(current);
-  if (!context)
-    throw new RuleSourceError(`kubeconfig ${where}: context ${JSON.stringify(current)} not found`);
+  if (!context) throw new ConfigError(`kubeconfig ${where}: context ${JSON.stringify(current)} not found`);
   const clusterName = context.value.cluster ?? "";
   const cluster = clusters.get(clusterName);
   if (!cluster?.value.server)
-    throw new RuleSourceError(
+    throw new ConfigError(
       `kubeconfig ${where}: context ${JSON.stringify(current)}: cluster ${JSON.stringify(clusterName)} not found or has no server`,
     );
   const userName = context.value.user;
   const user = userName === undefined ? undefined : users.get(userName);
   if (userName && !user)
-    throw new RuleSourceError(
+    throw new ConfigError(
       `kubeconfig ${where}: context ${JSON.stringify(current)}: user ${JSON.stringify(userName)} not found`,
     );
   return {
@@ -184,12 +183,12 @@ function material(inline: string | undefined, path: string | undefined, file: st
   try {
     return readFileSync(full, "utf8");
   } catch (error) {
-    throw new RuleSourceError(`kubeconfig ${file}: cannot read ${full}: ${errorMessage(error)}`);
+    throw new ConfigError(`kubeconfig ${file}: cannot read ${full}: ${errorMessage(error)}`);
   }
 }
 
 function clusterPart({ value, file }: Found<KubeconfigCluster>, where: string) {
-  if (value["proxy-url"]) throw new RuleSourceError(`kubeconfig ${where}: proxy-url is not supported`);
+  if (value["proxy-url"]) throw new ConfigError(`kubeconfig ${where}: proxy-url is not supported`);
   const ca = material(value["certificate-authority-data"], value["certificate-authority"], file);
   return {
     server: (value.server ?? "").replace(/\/+$/, ""),
@@ -208,11 +207,11 @@ function userPart(found: Found<KubeconfigUser> | undefined, where: string) {
     value.as ? "impersonation (as)" : "",
   ].filter(Boolean);
   if (unsupported.length > 0)
-    throw new RuleSourceError(`kubeconfig ${where}: not supported: ${unsupported.join(", ")}`);
+    throw new ConfigError(`kubeconfig ${where}: not supported: ${unsupported.join(", ")}`);
   const cert = material(value["client-certificate-data"], value["client-certificate"], file);
   const key = material(value["client-key-data"], value["client-key"], file);
   if (Boolean(cert) !== Boolean(key))
-    throw new RuleSourceError(`kubeconfig ${where}: a client certificate needs both certificate and key`);
+    throw new ConfigError(`kubeconfig ${where}: a client certificate needs both certificate and key`);
   let credential: Credential;
   if (value.token) credential = staticToken(value.token);
   else if (value.tokenFile)
@@ -241,8 +240,7 @@ export function tokenFile(path: string, ttlMs = TOKEN_FILE_TTL_MS): Credential {
           cached = { token: readFileSync(path, "utf8").trim(), at: Date.now() };
         } catch (error) {
           // Keep the last token: a rotation replaces the file atomically, so a failed read is brief.
-          if (!cached)
-            throw new RuleSourceError(`cannot read the token file ${path}: ${errorMessage(error)}`);
+          if (!cached) throw new ConfigError(`cannot read the token file ${path}: ${errorMessage(error)}`);
         }
       }
       return cached.token;
@@ -284,7 +282,7 @@ export function execPlugin(exec: ExecConfig, baseDir: string, where: string): Cr
       execFile(file, exec.args ?? [], { env, timeout: EXEC_TIMEOUT_MS }, (error, stdout, stderr) => {
         if (error) {
           reject(
-            new RuleSourceError(
+            new ConfigError(
               `kubeconfig ${where}: exec plugin ${JSON.stringify(command)} failed: ${stderr.trim() || error.message}`,
             ),
           );
@@ -298,7 +296,7 @@ export function execPlugin(exec: ExecConfig, baseDir: string, where: string): Cr
         }
         if (!status?.token) {
           reject(
-            new RuleSourceError(
+            new ConfigError(
               `kubeconfig ${where}: exec plugin ${JSON.stringify(command)} returned no status.token (client certificates from plugins are not supported)`,
             ),
           );
@@ -309,7 +307,7 @@ export function execPlugin(exec: ExecConfig, baseDir: string, where: string): Cr
           : Number.POSITIVE_INFINITY;
         if (Number.isNaN(expiresAt)) {
           reject(
-            new RuleSourceError(
+            new ConfigError(
               `kubeconfig ${where}: exec plugin ${JSON.stringify(command)} returned an unreadable status.expirationTimestamp ${JSON.stringify(status.expirationTimestamp)}`,
             ),
           );

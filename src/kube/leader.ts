@@ -11,7 +11,7 @@
  * up the shutdown: the release is abandoned after `RELEASE_TIMEOUT_MS`, and the Lease then
  * expires on its own after its duration.
  */
-import { KubeApiError, kubeErrorMessage } from "../errors.ts";
+import { isConflict, isNotFound, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import { type Lease, microTime } from "./objects.ts";
@@ -35,10 +35,6 @@ export interface LeaderElectionOptions {
  * the Lease expires on its own after `leaseDuration` (15 s).
  */
 export const RELEASE_TIMEOUT_MS = 2_000;
-
-function statusCode(error: unknown): number | undefined {
-  return error instanceof KubeApiError ? error.code : undefined;
-}
 
 export class LeaderElector {
   private readonly options: LeaderElectionOptions;
@@ -149,7 +145,7 @@ export class LeaderElector {
     try {
       return await this.client.get<Lease>(this.path(this.options.name), undefined, signal);
     } catch (error) {
-      if (statusCode(error) === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -178,7 +174,7 @@ export class LeaderElector {
         );
         return true;
       } catch (error) {
-        if (statusCode(error) === 409) return false; // another replica created it first
+        if (isConflict(error)) return false; // another replica created it first
         throw error;
       }
     }
@@ -203,7 +199,7 @@ export class LeaderElector {
       await this.client.replace(this.path(name), renewed, signal);
       return true;
     } catch (error) {
-      if (statusCode(error) === 409) return false; // someone else wrote it since we read it
+      if (isConflict(error)) return false; // someone else wrote it since we read it
       throw error;
     }
   }
