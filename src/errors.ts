@@ -99,11 +99,14 @@ export class KubeApiError extends ImageShiftError {
   override name = "KubeApiError";
   readonly code: number;
   readonly body: string;
+  /** The response's `Retry-After` header, when it had one (a 429, some 503s). */
+  readonly retryAfter: string | undefined;
 
-  constructor(method: string, path: string, code: number, body: string) {
+  constructor(method: string, path: string, code: number, body: string, retryAfter?: string) {
     super(`${method} ${path}: ${kubeErrorMessage({ code, body })}`);
     this.code = code;
     this.body = body;
+    this.retryAfter = retryAfter;
   }
 }
 
