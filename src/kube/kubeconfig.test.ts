@@ -128,6 +128,7 @@ function assertNoConfiguration(error: unknown): true {
   assert.match(error.message, /\$KUBECONFIG/);
   assert.match(error.message, /~\/\.kube\/config/);
   assert.match(error.message, /--rules/);
+  assert.match(error.message, /--kubeconfig/);
   return true;
 }
 
@@ -188,13 +189,38 @@ describe("loadClusterConnection: which configuration is used", () => {
     assert.equal(await connection.credential.token(), "env-token");
   });
 
-  test("~/.kube/config (under $HOME) when $KUBECONFIG is unset or empty, over in-cluster", async () => {
+  test("--kubeconfig wins over $KUBECONFIG, in-cluster and ~/.kube/config; a missing one is refused", async () => {
+    const env = { KUBECONFIG: fromEnv, HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" };
+    const flag = path.join(home, ".kube", "config");
+    const connection = loadClusterConnection(env, serviceAccount, flag);
+    assert.equal(connection.origin, `kubeconfig ${flag}, context ctx`);
+    assert.equal(await connection.credential.token(), "home-token");
+    const missing = path.join(dir, "no-such-kubeconfig");
+    assert.throws(
+      () => loadClusterConnection(env, serviceAccount, missing),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.message, `--kubeconfig ${JSON.stringify(missing)} does not exist`);
+        return true;
+      },
+    );
+  });
+
+  test("in-cluster wins over ~/.kube/config when $KUBECONFIG is unset or empty", () => {
     for (const env of [
       { HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
       { KUBECONFIG: "", HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
-      { KUBECONFIG: path.delimiter, HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
+    ])
+      assert.equal(loadClusterConnection(env, serviceAccount).origin, "in-cluster", JSON.stringify(env));
+  });
+
+  test("~/.kube/config (under $HOME) when $KUBECONFIG is unset or empty and not in a pod", async () => {
+    for (const env of [
+      { HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
+      { KUBECONFIG: "", HOME: home },
+      { KUBECONFIG: path.delimiter, HOME: home, KUBERNETES_SERVICE_HOST: "" },
     ]) {
-      const connection = loadClusterConnection(env, serviceAccount);
+      const connection = loadClusterConnection(env, noServiceAccount);
       assert.equal(connection.server, "https://home.invalid:6443", JSON.stringify(env));
       assert.equal(connection.origin, `kubeconfig ${path.join(home, ".kube", "config")}, context ctx`);
       assert.equal(await connection.credential.token(), "home-token");

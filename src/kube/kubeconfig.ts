@@ -1,7 +1,7 @@
 /**
- * Where the API server is and how to authenticate to it, found as kubectl finds it:
- * `$KUBECONFIG` (every file listed, merged), else `~/.kube/config`, else the pod's service
- * account (in-cluster). What comes out is a `ClusterConnection`: plain TLS material plus a
+ * Where the API server is and how to authenticate to it, found as controller-runtime finds it:
+ * `--kubeconfig`, else `$KUBECONFIG` (every file listed, merged), else the pod's service
+ * account (in-cluster), else `~/.kube/config`. What comes out is a `ClusterConnection`: plain TLS material plus a
  * credential that is re-read when it can change (a projected service-account token is
  * rotated by the kubelet; an exec plugin's token expires).
  *
@@ -43,28 +43,38 @@ export interface ClusterConnection {
 }
 
 const NO_CONFIGURATION =
-  "no --rules PATH and no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config): give one or the other";
+  "no --rules PATH and no Kubernetes configuration (--kubeconfig, $KUBECONFIG, in-cluster service account or ~/.kube/config): give one or the other";
 
-/** kubectl's order: $KUBECONFIG (every file listed), else ~/.kube/config, else in-cluster. */
+/**
+ * controller-runtime's order (`config.GetConfig`): the `--kubeconfig` file, else $KUBECONFIG
+ * (every file listed, merged), else the pod's service account (in-cluster), else
+ * `~/.kube/config`. In a pod, in-cluster wins over a stray home kubeconfig.
+ */
 export function loadClusterConnection(
   env: NodeJS.ProcessEnv = process.env,
   serviceAccountDir = SERVICE_ACCOUNT_DIR,
+  kubeconfig?: string,
 ): ClusterConnection {
+  if (kubeconfig !== undefined) {
+    if (!existsSync(kubeconfig))
+      throw new ConfigError(`--kubeconfig ${JSON.stringify(kubeconfig)} does not exist`);
+    return fromKubeconfigFiles([kubeconfig]);
+  }
   const listed = (env.KUBECONFIG ?? "").split(delimiter).filter((file) => file !== "");
   if (listed.length > 0) {
     const missing = listed.filter((file) => !existsSync(file));
     if (missing.length === listed.length) {
       throw new ConfigError(
-        `$KUBECONFIG names ${missing.map((file) => JSON.stringify(file)).join(", ")}, ${missing.length === 1 ? "which does not exist" : "none of which exists"}: ImageShift needs --rules PATH or a Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)`,
+        `$KUBECONFIG names ${missing.map((file) => JSON.stringify(file)).join(", ")}, ${missing.length === 1 ? "which does not exist" : "none of which exists"}: ImageShift needs --rules PATH or a Kubernetes configuration (--kubeconfig, $KUBECONFIG, in-cluster service account or ~/.kube/config)`,
       );
     }
     // kubectl skips listed files that do not exist.
     return fromKubeconfigFiles(listed.filter((file) => existsSync(file)));
   }
-  const home = join(env.HOME ?? homedir(), ".kube", "config");
-  if (existsSync(home)) return fromKubeconfigFiles([home]);
   if (env.KUBERNETES_SERVICE_HOST && existsSync(join(serviceAccountDir, "token")))
     return inCluster(env, serviceAccountDir);
+  const home = join(env.HOME ?? homedir(), ".kube", "config");
+  if (existsSync(home)) return fromKubeconfigFiles([home]);
   throw new ConfigError(NO_CONFIGURATION);
 }
 
