@@ -104,6 +104,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     certificates.stop();
     await rules.stop();
     await probes.close();
+    metrics.stop();
     throw error;
   }
   logger.info(
@@ -126,6 +127,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       certificates.stop();
       await rules.stop();
       await probes.close();
+      metrics.stop();
       logger.info("stopped");
     },
   };

@@ -90,6 +90,7 @@ export class WebhookServer {
   constructor(options: WebhookServerOptions) {
     this.options = options;
     this.bodies = new BodyBudget(options.maxInFlightBodyBytes ?? MAX_IN_FLIGHT_BODY_BYTES);
+    options.metrics.servingCertificate(options.tls.cert);
     this.server = createServer(this.tlsOptions(options.tls), (request, response) => {
       void this.handle(request, response);
     });
@@ -101,6 +102,7 @@ export class WebhookServer {
   /** Swaps the serving certificate; new connections use it, open ones keep theirs. */
   setCertificate(tls: SecureContextOptions): void {
     this.server.setSecureContext(this.tlsOptions(tls));
+    this.options.metrics.servingCertificate(tls.cert);
   }
 
   private tlsOptions(tls: SecureContextOptions): SecureContextOptions {
@@ -134,6 +136,7 @@ export class WebhookServer {
     const handler = handlers[path];
     const started = process.hrtime.bigint();
     const lease = this.bodies.lease();
+    metrics.admissionInFlight.inc();
     try {
       if (!handler)
         throw new HttpError(
@@ -176,6 +179,7 @@ export class WebhookServer {
         send(response, status, { error: message, status }, close, (error as HttpError).headers);
       else response.destroy();
     } finally {
+      metrics.admissionInFlight.dec();
       lease.release();
       if (handler)
         metrics.admissionDuration.observe(
