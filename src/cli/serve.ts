@@ -12,6 +12,7 @@ import { FileRuleSource } from "../rules/file-source.ts";
 import { type RunningApp, startApp } from "../server/app.ts";
 import { FileCertificateSource, SelfSignedCertificateSource } from "../server/certificates.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../telemetry/logger.ts";
+import { Metrics } from "../telemetry/metrics.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
 
@@ -43,9 +44,13 @@ Options:
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
   --mrw-metrics               also export the Mutating Registry Webhook's metrics
                               (registry_rewriter_*), for its dashboards and alerts
+  --kubeconfig FILE           cluster mode: the kubeconfig to use; without it $KUBECONFIG,
+                              then the pod's service account, then ~/.kube/config
   --leader-election-namespace NS
                               cluster mode: ImageShift's namespace, where its Lease and
                               certificate Secret live (default: $POD_NAMESPACE, else default)
+  --leader-election-id NAME   cluster mode: the leader Lease's name
+                              (default imageshift-status-writer; the chart's <fullname>-leader)
   --tls-secret NAME           cluster mode, self-managed certificates: the leader keeps a CA
                               and a serving certificate in this Secret and every replica
                               serves from it (instead of --tls-cert-file)
@@ -139,6 +144,8 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       "disable-compat-kind": { type: "boolean", default: false },
       "mrw-metrics": { type: "boolean", default: false },
       "leader-election-namespace": { type: "string" },
+      "leader-election-id": { type: "string" },
+      kubeconfig: { type: "string" },
       "tls-secret": { type: "string" },
       "webhook-configuration": { type: "string", default: "imageshift" },
       "service-name": { type: "string", default: "imageshift" },
@@ -179,7 +186,10 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
   if (values["tls-secret"] && (values.rules || certFile)) {
     throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
   }
+  if (values.rules && (values.kubeconfig !== undefined || values["leader-election-id"] !== undefined))
+    throw usageError("--kubeconfig and --leader-election-id are for cluster mode, without --rules", "serve");
   const namespace = values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default";
+  const metrics = new Metrics();
   const selfManaged = values["tls-secret"]
     ? {
         secretName: values["tls-secret"],
@@ -203,6 +213,9 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
         logger,
         watchCompat: !values["disable-compat-kind"],
         namespace,
+        metrics,
+        ...(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {}),
+        ...(values["leader-election-id"] ? { leaseName: values["leader-election-id"] } : {}),
         ...(selfManaged ? { selfManaged } : {}),
       });
   const certificates =
@@ -219,6 +232,7 @@ export async function serveCommand(argv: string[], io: CommandIO): Promise<numbe
       rules: mode.rules,
       certificates,
       logger,
+      metrics,
       ...("namespaceLabels" in mode ? { namespaceLabels: mode.namespaceLabels } : {}),
       failClosed: values["fail-closed"],
       namespaceLabel: values["namespace-label"],

@@ -5,6 +5,7 @@
  */
 import type { CertificateSource } from "../server/certificates.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
 import { CertificateManager } from "./certificate-manager.ts";
 import { KubeClient } from "./client.ts";
 import { ClusterRuleSource } from "./cluster-source.ts";
@@ -28,11 +29,19 @@ export interface ClusterModeOptions {
   /** The operator's namespace: Lease and certificate Secret live there. */
   namespace: string;
   selfManaged?: SelfManagedCertificates;
+  /** `--kubeconfig`: this file, before $KUBECONFIG, in-cluster and ~/.kube/config. */
+  kubeconfig?: string;
+  /** `--leader-election-id`: the Lease's name (the chart's `<fullname>-leader`). */
+  leaseName?: string;
+  /** Where the client's requests and this replica's leadership are counted. */
+  metrics?: Metrics;
 }
 
 export function clusterMode(options: ClusterModeOptions) {
-  const { logger, namespace, selfManaged } = options;
-  const client = new KubeClient(loadClusterConnection());
+  const { logger, namespace, selfManaged, metrics } = options;
+  const client = new KubeClient(loadClusterConnection(process.env, undefined, options.kubeconfig), {
+    ...(metrics ? { onResponse: (verb, code) => metrics.kubeRequests.inc({ verb, code }) } : {}),
+  });
   const source = new ClusterRuleSource({ client, logger, watchCompat: options.watchCompat });
   const certificates = selfManaged
     ? new CertificateManager({ client, namespace, logger, ...selfManaged })
@@ -42,8 +51,10 @@ export function clusterMode(options: ClusterModeOptions) {
     source,
     logger,
     namespace,
+    ...(options.leaseName ? { leaseName: options.leaseName } : {}),
     ...(certificates ? { certificates } : {}),
   });
+  if (metrics) metrics.isLeader = () => duties.elector.leading;
   const certificateSource: CertificateSource | undefined = selfManaged
     ? new SecretCertificateSource({ client, namespace, name: selfManaged.secretName, logger })
     : undefined;

@@ -78,6 +78,11 @@ describe("Metrics", () => {
     const metrics = new Metrics();
     metrics.stop();
     assert.equal(await sample(metrics, "imageshift_leader"), 0);
+    let leading = true;
+    metrics.isLeader = () => leading;
+    assert.equal(await sample(metrics, "imageshift_leader"), 1, "read at scrape time");
+    leading = false;
+    assert.equal(await sample(metrics, "imageshift_leader"), 0);
     assert.equal(await sample(metrics, "imageshift_admission_requests_in_flight"), 0);
     metrics.kubeRequests.inc({ verb: "get", code: "200" });
     assert.match(

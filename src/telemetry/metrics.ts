@@ -107,10 +107,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly leader = new Gauge({
+  /** Whether this replica leads now, read at scrape time; cluster mode sets it. */
+  isLeader: () => boolean = () => false;
+
+  readonly leader: Gauge = new Gauge({
     name: "imageshift_leader",
     help: "1 while this replica holds the leader Lease (writes status and certificates), else 0; always 0 in standalone mode.",
     registers: [this.registry],
+    collect: () => this.leader.set(this.isLeader() ? 1 : 0),
   });
 
   readonly certificateExpiry = new Gauge({
