@@ -322,7 +322,7 @@ function expectedClusterPermissions(fullname: string, { compat = true, selfManag
 function expectedRolePermissions(fullname: string, { selfManaged = true } = {}): string[] {
   return grants({
     "coordination.k8s.io/leases": ["create"],
-    "coordination.k8s.io/leases @imageshift-status-writer": ["get", "update"],
+    [`coordination.k8s.io/leases @${fullname}-leader`]: ["get", "update"],
     ...(selfManaged
       ? {
           "/secrets": ["create"],
@@ -401,6 +401,13 @@ function assertConsistent(r: Rendered): void {
       }
     }
   }
+
+  // Leader election: the Lease the server is told to use is the one the Role lets it update.
+  assert.equal(r.arg("leader-election-id"), `${r.deployment.metadata.name}-leader`);
+  assert.ok(
+    r.role.rules.some((rule) => rule.resourceNames?.includes(r.arg("leader-election-id") as string)),
+    "the Role names the Lease",
+  );
 
   // Certificates: the names the server is given are the ones the chart creates.
   const webhookConfigurations = [r.mutating.metadata.name, r.validating.metadata.name];
@@ -614,6 +621,7 @@ describe("safe defaults (default render)", () => {
       "--log-level=info",
       "--namespace-label=imageshift.dev",
       `--leader-election-namespace=${NAMESPACE}`,
+      "--leader-election-id=imageshift-leader",
       "--tls-secret=imageshift-tls",
       "--webhook-configuration=imageshift",
       "--service-name=imageshift",
@@ -1209,6 +1217,43 @@ const ROWS: Row[] = [
     },
   },
   {
+    values: ["nameOverride"],
+    args: set("nameOverride=shift"),
+    release: "edge",
+    effect: "<release>-<nameOverride> names the objects; app.kubernetes.io/name is nameOverride",
+    check: (r) => {
+      assert.equal(r.deployment.metadata.name, "edge-shift");
+      assert.equal(r.arg("leader-election-id"), "edge-shift-leader");
+      assert.equal(r.arg("tls-secret"), "edge-shift-tls");
+      assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/name"], "shift");
+      for (const object of r.objects)
+        assert.equal(object.metadata.labels?.["app.kubernetes.io/name"], "shift");
+    },
+  },
+  {
+    values: ["fullnameOverride"],
+    args: set("fullnameOverride=gateway"),
+    release: "edge",
+    effect: "the whole name of every object, Lease and Secret included",
+    check: (r) => {
+      for (const object of r.objects)
+        assert.ok(object.metadata.name.startsWith("gateway"), `${object.kind} ${object.metadata.name}`);
+      assert.equal(r.deployment.metadata.name, "gateway");
+      assert.equal(r.arg("leader-election-id"), "gateway-leader");
+      assert.equal(r.arg("tls-secret"), "gateway-tls");
+      assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/name"], "imageshift");
+    },
+  },
+  {
+    values: ["fullnameOverride"],
+    args: set(`fullnameOverride=${"x".repeat(70)}`),
+    effect: "cut to 53 characters, so <fullname>-metrics and -leader fit in 63",
+    check: (r) => {
+      assert.equal(r.deployment.metadata.name, "x".repeat(53));
+      assert.equal(r.arg("leader-election-id"), `${"x".repeat(53)}-leader`);
+    },
+  },
+  {
     values: ["networkPolicy.enabled"],
     args: set("networkPolicy.enabled=false"),
     effect: "no NetworkPolicy",
@@ -1271,6 +1316,7 @@ for (const [release, fullname] of [
       assert.equal(r.arg("tls-secret"), `${fullname}-tls`);
       assert.equal(r.arg("webhook-configuration"), fullname);
       assert.equal(r.arg("service-name"), fullname);
+      assert.equal(r.arg("leader-election-id"), `${fullname}-leader`);
       assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/instance"], release);
       assert.deepEqual(permissions(r.clusterRole), expectedClusterPermissions(fullname));
       assert.deepEqual(permissions(r.role), expectedRolePermissions(fullname));
