@@ -11,6 +11,7 @@ import { before, describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
 import { helmPath } from "../../scripts/helm.ts";
 import { INSTALL_FILE, renderInstall } from "../../scripts/render-install.ts";
+import { LOG_LEVELS } from "../../src/telemetry/logger.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const CHART = join(ROOT, "charts", "imageshift");
@@ -625,9 +626,9 @@ describe("safe defaults (default render)", () => {
       "--tls-secret=imageshift-tls",
       "--webhook-configuration=imageshift",
       "--service-name=imageshift",
-      "--ca-validity=3650d",
-      "--certificate-validity=90d",
-      "--renew-before=30d",
+      "--ca-validity=87600h",
+      "--certificate-validity=2160h",
+      "--renew-before=720h",
     ]);
     assert.deepEqual(r.env("POD_NAMESPACE"), {
       name: "POD_NAMESPACE",
@@ -1134,22 +1135,22 @@ const ROWS: Row[] = [
     },
   },
   {
-    values: ["certificates.selfManaged.caValidityDays"],
-    args: set("certificates.selfManaged.caValidityDays=1000"),
-    effect: "--ca-validity=<N>d",
-    check: (r) => assert.equal(r.arg("ca-validity"), "1000d"),
+    values: ["certificates.selfManaged.caValidity"],
+    args: set("certificates.selfManaged.caValidity=24000h"),
+    effect: "--ca-validity",
+    check: (r) => assert.equal(r.arg("ca-validity"), "24000h"),
   },
   {
-    values: ["certificates.selfManaged.certificateValidityDays"],
-    args: set("certificates.selfManaged.certificateValidityDays=45"),
-    effect: "--certificate-validity=<N>d",
-    check: (r) => assert.equal(r.arg("certificate-validity"), "45d"),
+    values: ["certificates.selfManaged.certificateValidity"],
+    args: set("certificates.selfManaged.certificateValidity=1080h"),
+    effect: "--certificate-validity",
+    check: (r) => assert.equal(r.arg("certificate-validity"), "1080h"),
   },
   {
-    values: ["certificates.selfManaged.renewBeforeDays"],
-    args: set("certificates.selfManaged.renewBeforeDays=10"),
-    effect: "--renew-before=<N>d",
-    check: (r) => assert.equal(r.arg("renew-before"), "10d"),
+    values: ["certificates.selfManaged.renewBefore"],
+    args: set("certificates.selfManaged.renewBefore=240h"),
+    effect: "--renew-before",
+    check: (r) => assert.equal(r.arg("renew-before"), "240h"),
   },
   {
     values: ["serviceAccount.create", "serviceAccount.name"],
@@ -1242,15 +1243,6 @@ const ROWS: Row[] = [
       assert.equal(r.arg("leader-election-id"), "gateway-leader");
       assert.equal(r.arg("tls-secret"), "gateway-tls");
       assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/name"], "imageshift");
-    },
-  },
-  {
-    values: ["fullnameOverride"],
-    args: set(`fullnameOverride=${"x".repeat(70)}`),
-    effect: "cut to 53 characters, so <fullname>-metrics and -leader fit in 63",
-    check: (r) => {
-      assert.equal(r.deployment.metadata.name, "x".repeat(53));
-      assert.equal(r.arg("leader-election-id"), `${"x".repeat(53)}-leader`);
     },
   },
   {
@@ -1362,6 +1354,89 @@ describe("every value changes the render as documented", () => {
       (leaf) => !covered.some((path) => leaf === path || leaf.startsWith(`${path}.`)),
     );
     assert.deepEqual(missing, [], "values.yaml values without a row in this table");
+  });
+});
+
+describe("values.schema.json refuses, at install, values the pod would crash-loop on", () => {
+  const SCHEMA = JSON.parse(readFileSync(join(CHART, "values.schema.json"), "utf8")) as {
+    properties: Record<string, unknown>;
+  };
+  const refusedBySchema = (args: string[]) => {
+    const result = spawnSync(helm, ["template", RELEASE, CHART, "--namespace", NAMESPACE, ...args], {
+      encoding: "utf8",
+      cwd: ROOT,
+    });
+    assert.notEqual(result.status, 0, `accepted: ${args.join(" ")}`);
+    assert.match(result.stderr, /values don't meet the specifications of the schema/);
+    return result.stderr;
+  };
+  const cases: [string, string[], RegExp][] = [
+    [
+      "certificates.mode=selfmanaged (the wrong case)",
+      set("certificates.mode=selfmanaged"),
+      /\/certificates\/mode/,
+    ],
+    ["certificates.mode=vault", set("certificates.mode=vault"), /'selfManaged', 'certManager'/],
+    [
+      "a duration in days (90d)",
+      set("certificates.selfManaged.certificateValidity=90d"),
+      /certificateValidity/,
+    ],
+    ["a compound duration (1h30m)", set("certificates.certManager.duration=1h30m"), /duration/],
+    ["a duration without a unit", set("metrics.serviceMonitor.interval=30"), /interval/],
+    ["a mistyped value name (replicas)", set("replicas=3"), /'replicas' not allowed/],
+    ["a mistyped nested name", set("certificates.selfManaged.caValidityDays=3650"), /caValidityDays/],
+    ["logLevel=verbose", set("logLevel=verbose"), /\/logLevel/],
+    ["failurePolicy=fail (the wrong case)", set("failurePolicy=fail"), /\/failurePolicy/],
+    ["replicaCount=0", set("replicaCount=0"), /\/replicaCount/],
+    ["timeoutSeconds=31 (the API server's maximum is 30)", set("timeoutSeconds=31"), /\/timeoutSeconds/],
+    ["image.pullPolicy=always", set("image.pullPolicy=always"), /\/image\/pullPolicy/],
+    ["a fullnameOverride over 53 characters", set(`fullnameOverride=${"x".repeat(54)}`), /fullnameOverride/],
+    ["a nameOverride that is no DNS label", set("nameOverride=Image_Shift"), /nameOverride/],
+    ["a namespaceLabel with a space", set("namespaceLabel=a b"), /namespaceLabel/],
+    ["an apiServerCIDR that is no CIDR", set("networkPolicy.apiServerCIDRs[0]=10.0.0.1"), /apiServerCIDRs/],
+  ];
+  for (const [name, args, names] of cases) {
+    it(name, () => assert.match(refusedBySchema(args), names));
+  }
+
+  it("helm install --dry-run refuses certificates.mode=selfmanaged before anything reaches the cluster", () => {
+    const result = spawnSync(
+      helm,
+      [
+        "install",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--set",
+        "certificates.mode=selfmanaged",
+      ],
+      { encoding: "utf8", cwd: ROOT },
+    );
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /\/certificates\/mode/);
+  });
+
+  it("declares every value in values.yaml, and logLevel's choices are the server's", () => {
+    type Node = { properties?: Record<string, Node> } | undefined;
+    const declared = (path: string[]): Node => {
+      let node = SCHEMA as Node;
+      for (const key of path) node = node?.properties?.[key];
+      return node;
+    };
+    const missing: string[] = [];
+    // Objects the schema leaves free-form (resources, affinity, …) are not walked into.
+    const walk = (value: unknown, path: string[]): void => {
+      const node = declared(path);
+      if (!node) missing.push(path.join("."));
+      else if (node.properties && value !== null && typeof value === "object" && !Array.isArray(value))
+        for (const [key, child] of Object.entries(value)) walk(child, [...path, key]);
+    };
+    for (const [key, value] of Object.entries(VALUES)) walk(value, [key]);
+    assert.deepEqual(missing, []);
+    assert.deepEqual((SCHEMA.properties.logLevel as { enum: string[] }).enum, [...LOG_LEVELS]);
   });
 });
 
