@@ -4,14 +4,17 @@
  * rendered output as its comment documents (one table row per value).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { before, describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
 import { helmPath } from "../../scripts/helm.ts";
 import { INSTALL_FILE, renderInstall } from "../../scripts/render-install.ts";
 import { LOG_LEVELS } from "../../src/telemetry/logger.ts";
+import { localhostCertificate } from "../../src/tls/testing.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const CHART = join(ROOT, "charts", "imageshift");
@@ -175,10 +178,14 @@ const fixture = (name: string): Record<string, unknown> =>
 
 /** `helm template <release> charts/imageshift --namespace <namespace> <args>`, parsed. */
 function render(args: string[] = [], release = RELEASE, namespace = NAMESPACE): Rendered {
-  const text = execFileSync(helm, ["template", release, CHART, "--namespace", namespace, ...args], {
-    encoding: "utf8",
-    cwd: ROOT,
-  });
+  const text = execFileSync(
+    helm,
+    ["template", release, CHART, "--namespace", namespace, "--skip-tests", ...args],
+    {
+      encoding: "utf8",
+      cwd: ROOT,
+    },
+  );
   return new Rendered(parseManifests(text), release, namespace);
 }
 
@@ -1354,6 +1361,123 @@ describe("every value changes the render as documented", () => {
       (leaf) => !covered.some((path) => leaf === path || leaf.startsWith(`${path}.`)),
     );
     assert.deepEqual(missing, [], "values.yaml values without a row in this table");
+  });
+});
+
+describe("helm test (templates/tests)", () => {
+  interface TestPod extends Manifest {
+    spec: PodSpec & { restartPolicy: string; automountServiceAccountToken?: boolean };
+  }
+  const testPod = (args: string[] = [], release = RELEASE): TestPod => {
+    const text = execFileSync(
+      helm,
+      [
+        "template",
+        release,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--show-only",
+        "templates/tests/webhook.yaml",
+        ...args,
+      ],
+      { encoding: "utf8", cwd: ROOT },
+    );
+    const objects = parseManifests(text);
+    assert.equal(objects.length, 1);
+    return objects[0] as TestPod;
+  };
+
+  for (const [mode, args] of [
+    ["selfManaged", []],
+    ["certManager", set("certificates.mode=certManager")],
+  ] as const) {
+    it(`${mode}: a test hook pod that calls the webhook Service over TLS with the certificate Secret's CA`, () => {
+      const pod = testPod([...args]);
+      const r = render([...args]);
+      assert.equal(pod.kind, "Pod");
+      assert.equal(pod.metadata.annotations?.["helm.sh/hook"], "test");
+      assert.equal(pod.metadata.namespace, NAMESPACE);
+      assert.equal(pod.spec.restartPolicy, "Never");
+      const container = pod.spec.containers[0]!;
+      assert.equal(container.image, r.container.image, "the image the chart already runs");
+      const service = r.mutating.webhooks[0]!.clientConfig.service;
+      const url = container.env.find((variable) => variable.name === "WEBHOOK_URL")?.value;
+      assert.equal(url, `https://${service.name}.${NAMESPACE}.svc:${service.port}${service.path}`);
+      const secret = pod.spec.volumes?.find((volume) => volume.name === "ca")?.secret?.secretName;
+      assert.equal(secret, r.arg("tls-secret") ?? r.one<Certificate>("Certificate").spec.secretName);
+      // Not selected by the chart's Services, PDB or NetworkPolicy: it is no webhook replica.
+      const selector = r.deployment.spec.selector.matchLabels;
+      assert.ok(
+        Object.entries(selector).some(([key, value]) => pod.metadata.labels?.[key] !== value),
+        "the test pod does not carry the selector labels",
+      );
+      // Restricted pod security, like the chart's own pods.
+      assert.equal(pod.spec.securityContext.runAsNonRoot, true);
+      assert.equal(pod.spec.securityContext.seccompProfile?.type, "RuntimeDefault");
+      assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.deepEqual(container.securityContext.capabilities?.drop, ["ALL"]);
+      assert.equal(pod.spec.automountServiceAccountToken, false);
+    });
+  }
+
+  it("is named after the release and follows fullnameOverride", () => {
+    assert.equal(testPod([], "edge").metadata.name, "edge-imageshift-test");
+    assert.equal(testPod(set("fullnameOverride=gateway")).metadata.name, "gateway-test");
+  });
+
+  it("is left out of dist/install.yaml and of helm template --skip-tests", () => {
+    assert.equal(render().find("Pod"), undefined);
+    const objects = parseManifests(readFileSync(INSTALL_FILE, "utf8"));
+    assert.equal(objects.filter((object) => object.kind === "Pod").length, 0);
+  });
+
+  it("its script passes against a running webhook with the right CA, and fails with another", {
+    timeout: 60_000,
+  }, async () => {
+    const pod = testPod();
+    const container = pod.spec.containers[0] as Container & { command: string[] };
+    const dir = mkdtempSync(join(tmpdir(), "imageshift-helm-test-"));
+    const server = spawn(
+      process.execPath,
+      [
+        join(ROOT, "bin", "imageshift.js"),
+        "serve",
+        ...["--rules", join(ROOT, "examples"), "--bind-address", "127.0.0.1", "--port", "0"],
+        ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0", "--self-signed-dir", dir],
+      ],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      const webhook = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: server.stdout! }).on("line", (line) => {
+          const entry = JSON.parse(line) as { msg?: string; webhook?: string };
+          if (entry.msg === "serving" && entry.webhook) resolve(entry.webhook);
+        });
+        server.once("exit", (code) => reject(new Error(`imageshift serve exited with ${code}`)));
+      });
+      const runScript = (ca: string) => {
+        const [node, ...flags] = container.command;
+        assert.equal(node, "node");
+        return spawnSync(process.execPath, [...flags, ...container.args], {
+          encoding: "utf8",
+          timeout: 30_000,
+          env: { ...process.env, WEBHOOK_URL: `${webhook}/mutate`, NODE_EXTRA_CA_CERTS: ca },
+        });
+      };
+      const passed = runScript(join(dir, "ca.pem"));
+      assert.equal(passed.status, 0, passed.stderr);
+      assert.match(passed.stdout, /answered over TLS: allowed, with a patch/);
+      const { caPem } = await localhostCertificate("another CA");
+      writeFileSync(join(dir, "other-ca.pem"), caPem);
+      const failed = runScript(join(dir, "other-ca.pem"));
+      assert.notEqual(failed.status, 0, "a certificate from another CA is not trusted");
+    } finally {
+      server.kill("SIGTERM");
+      await new Promise((resolve) => server.once("exit", resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
