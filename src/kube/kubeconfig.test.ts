@@ -721,6 +721,9 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       [{ username: "admin" }, "username/password"],
       [{ password: "secret" }, "username/password"],
       [{ token: "t", as: "system:admin" }, "impersonation (as)"],
+      [{ token: "t", "as-groups": ["system:masters"] }, "impersonation (as-groups)"],
+      [{ token: "t", "as-uid": "1" }, "impersonation (as-uid)"],
+      [{ token: "t", as: "a", "as-user-extra": { scopes: ["x"] } }, "impersonation (as, as-user-extra)"],
     ];
     for (const [user, what] of cases) {
       const file = await writeKubeconfig(fresh("refused"), single({ server: "https://x.invalid" }, user));

@@ -8,8 +8,8 @@
  * Supported: tokens, token files, client certificates (inline or files), exec plugins that
  * return a token, `certificate-authority(-data)`, `insecure-skip-tls-verify`,
  * `tls-server-name`. Refused with a clear error rather than ignored, since ignoring them
- * would connect as someone else: `auth-provider`, username/password, impersonation, and
- * `proxy-url`.
+ * would connect as someone else: `auth-provider`, username/password, impersonation (`as`,
+ * `as-uid`, `as-groups`, `as-user-extra`), and `proxy-url`. docs/operator.md has the whole matrix.
  */
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -122,6 +122,9 @@ interface KubeconfigUser {
   username?: string;
   password?: string;
   as?: string;
+  "as-uid"?: string;
+  "as-groups"?: string[];
+  "as-user-extra"?: Record<string, string[]>;
 }
 
 interface KubeconfigContext {
@@ -214,7 +217,7 @@ function userPart(found: Found<KubeconfigUser> | undefined, where: string) {
   const unsupported = [
     value["auth-provider"] ? "auth-provider (use an exec plugin instead)" : "",
     value.username || value.password ? "username/password" : "",
-    value.as ? "impersonation (as)" : "",
+    impersonation(value),
   ].filter(Boolean);
   if (unsupported.length > 0)
     throw new ConfigError(`kubeconfig ${where}: not supported: ${unsupported.join(", ")}`);
@@ -232,6 +235,14 @@ function userPart(found: Found<KubeconfigUser> | undefined, where: string) {
   else credential = staticToken(undefined);
   return { ...(cert && key ? { cert, key } : {}), credential };
 }
+
+/** Impersonation settings present in a kubeconfig user, named, or "" for none. */
+function impersonation(user: KubeconfigUser): string {
+  const present = IMPERSONATION.filter((field) => user[field] !== undefined && user[field] !== "");
+  return present.length > 0 ? `impersonation (${present.join(", ")})` : "";
+}
+
+const IMPERSONATION = ["as", "as-uid", "as-groups", "as-user-extra"] as const;
 
 export function staticToken(token: string | undefined): Credential {
   return { token: async () => token, invalidate: () => {} };
