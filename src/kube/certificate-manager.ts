@@ -18,8 +18,8 @@
  * re-applies the configurations with an empty bundle is repaired within one period.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { isNotFound, kubeErrorMessage } from "../errors.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { isNotFound } from "../errors.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { CertificateAndKey } from "../tls/certs.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import type { Secret, WebhookConfiguration } from "./objects.ts";
@@ -115,7 +115,7 @@ export class CertificateManager {
   private readonly renewBeforeMs: number;
 
   constructor(options: CertificateManagerOptions) {
-    this.options = options;
+    this.options = { ...options, logger: componentLogger(options.logger, "certificates") };
     this.client = options.client;
     this.caValidityMs = options.caValidityMs ?? 3650 * DAY_MS;
     this.certificateValidityMs = options.certificateValidityMs ?? 90 * DAY_MS;
@@ -284,7 +284,7 @@ export class CertificateManager {
         current = await this.client.get<WebhookConfiguration>(path);
       } catch (error) {
         this.options.logger.warn(
-          { configuration: `${configuration.kind}/${name}`, err: kubeErrorMessage(error) },
+          { configuration: `${configuration.kind}/${name}`, err: error },
           "webhook configuration not found; caBundle not set",
         );
         continue;

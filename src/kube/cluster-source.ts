@@ -24,7 +24,7 @@ import { RuleSet } from "../rules/ruleset.ts";
 import { COMPAT_GROUP, COMPAT_KIND, IMAGESHIFT_GROUP, IMAGESHIFT_KIND } from "../rules/schema.ts";
 import type { Labels } from "../rules/selector.ts";
 import type { RuleSource } from "../rules/source.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
 import type { KubeObject, Namespace } from "./objects.ts";
@@ -85,7 +85,7 @@ export class ClusterRuleSource implements RuleSource {
   private scheduled = false;
 
   constructor(options: ClusterRuleSourceOptions) {
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "rules");
     const resources =
       options.watchCompat === false ? [IMAGESHIFT_RESOURCE] : [IMAGESHIFT_RESOURCE, COMPAT_RESOURCE];
     const onChange = () => this.scheduleRebuild();

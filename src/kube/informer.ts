@@ -222,13 +222,13 @@ export class WatchedKind<T extends KubeObject> {
     const bound = unavailable(error) ? Math.min(UNAVAILABLE_RETRY_MS, max) : max;
     const delay = Math.min(this.backoffMs, bound);
     this.backoffMs = Math.min(delay * 2, bound);
-    const err = kubeErrorMessage(error);
+    const message = kubeErrorMessage(error);
     // The first failure of an outage, and each new kind of failure, at warn; repeats at debug.
-    const level = err === this.lastFailure ? "debug" : "warn";
+    const level = message === this.lastFailure ? "debug" : "warn";
     this.failures++;
-    this.lastFailure = err;
+    this.lastFailure = message;
     this.options.logger[level](
-      { path: this.options.path, err, retryInMs: delay },
+      { path: this.options.path, err: error, retryInMs: delay },
       "watch failed; keeping the last known objects and retrying",
     );
     await sleep(delay, undefined, { signal }).catch(() => {});

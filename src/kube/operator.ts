@@ -5,7 +5,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CertificateManager } from "./certificate-manager.ts";
 import type { KubeClient } from "./client.ts";
@@ -48,7 +47,7 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
     try {
       await certificates?.reconcile();
     } catch (error) {
-      logger.warn({ err: kubeErrorMessage(error) }, "certificates not reconciled; retrying");
+      logger.warn({ err: error }, "certificates not reconciled; retrying");
     } finally {
       reconciling = false;
     }

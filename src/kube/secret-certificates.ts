@@ -6,7 +6,7 @@
  */
 import { createSecureContext } from "node:tls";
 import type { CertificatePair, CertificateSource } from "../server/certificates.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import { SECRET_KEYS } from "./certificate-manager.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
@@ -40,12 +40,12 @@ export class SecretCertificateSource implements CertificateSource {
   constructor(options: { client: KubeClient; namespace: string; name: string; logger: Logger }) {
     this.name = options.name;
     this.namespace = options.namespace;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "certificates");
     this.watch = new WatchedKind<Secret>({
       client: options.client,
       path: resourcePath({ version: "v1", plural: "secrets", namespace: options.namespace }),
       fieldSelector: `metadata.name=${options.name}`,
-      logger: options.logger,
+      logger: this.logger,
       onChange: () => this.changed(),
     });
   }

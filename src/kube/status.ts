@@ -20,9 +20,8 @@
  * Only the leader writes (see `leader.ts`), so replicas never fight over it; a write happens
  * only when the wanted status differs from the stored one.
  */
-import { kubeErrorMessage } from "../errors.ts";
 import { COMPAT_KIND } from "../rules/schema.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import type { ClusterObject } from "./cluster-source.ts";
 
@@ -163,7 +162,7 @@ export class StatusWriter {
 
   constructor(client: KubeClient, logger: Logger) {
     this.client = client;
-    this.logger = logger;
+    this.logger = componentLogger(logger, "status");
   }
 
   /** Brings every object's status up to date; overlapping calls coalesce into one more pass. */
@@ -200,10 +199,7 @@ export class StatusWriter {
       );
     } catch (error) {
       // Deleted meanwhile, or a conflict: the next change or resync brings another pass.
-      this.logger.warn(
-        { object: `${entry.resource.kind}/${name}`, err: kubeErrorMessage(error) },
-        "status not updated",
-      );
+      this.logger.warn({ object: `${entry.resource.kind}/${name}`, err: error }, "status not updated");
     }
   }
 }

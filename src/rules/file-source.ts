@@ -12,7 +12,7 @@ import { type FSWatcher, watch } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { errorMessage, formatIssue, type Location, RuleSourceError } from "../errors.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import { budgetProblem } from "./budget.ts";
 import type { CompiledObject } from "./compile.ts";
 import {
@@ -57,7 +57,7 @@ export class FileRuleSource implements RuleSource {
 
   constructor(options: FileRuleSourceOptions) {
     this.path = options.path;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "rules");
     this.pollMs = options.pollMs ?? 5_000;
   }
 
@@ -74,7 +74,7 @@ export class FileRuleSource implements RuleSource {
     try {
       this.watcher = watch(folder, () => this.scheduleReload());
     } catch (error) {
-      this.logger.warn({ folder, err: errorMessage(error) }, "cannot watch the rules; polling only");
+      this.logger.warn({ folder, err: error }, "cannot watch the rules; polling only");
     }
     this.timer = setInterval(() => void this.reload(), this.pollMs);
     this.timer.unref();
@@ -115,7 +115,7 @@ export class FileRuleSource implements RuleSource {
       files = await readRuleFiles(this.path);
     } catch (error) {
       this.logger.error(
-        { path: this.path, err: errorMessage(error) },
+        { path: this.path, err: error },
         "rules not reloaded; keeping the last good rule set",
       );
       return false;

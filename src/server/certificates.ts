@@ -18,7 +18,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { errorMessage } from "../errors.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 
 export interface CertificatePair {
   readonly cert: string;
@@ -81,7 +81,7 @@ export class FileCertificateSource implements CertificateSource {
   constructor(options: { certFile: string; keyFile: string; logger: Logger; pollMs?: number }) {
     this.certFile = options.certFile;
     this.keyFile = options.keyFile;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "certificates");
     this.pollMs = options.pollMs ?? 10_000;
   }
 
@@ -99,10 +99,7 @@ export class FileCertificateSource implements CertificateSource {
       try {
         this.watchers.push(watch(folder, () => this.scheduleReload()));
       } catch (error) {
-        this.logger.warn(
-          { folder, err: errorMessage(error) },
-          "cannot watch certificate folder; polling only",
-        );
+        this.logger.warn({ folder, err: error }, "cannot watch certificate folder; polling only");
       }
     }
     this.timer = setInterval(() => void this.reload(), this.pollMs);
@@ -147,13 +144,13 @@ export class FileCertificateSource implements CertificateSource {
             certFile: this.certFile,
             notBefore: error.notBefore,
             notAfter: error.notAfter,
-            err: error.message,
+            err: error,
           },
           `TLS certificate ${this.certFile} not loaded: ${error.message}; keeping the current one`,
         );
       else
         this.logger.warn(
-          { certFile: this.certFile, err: errorMessage(error) },
+          { certFile: this.certFile, err: error },
           "TLS certificate not reloaded; keeping the current one",
         );
       return false;
@@ -172,7 +169,7 @@ export class SelfSignedCertificateSource implements CertificateSource {
 
   constructor(options: { folder: string; logger: Logger }) {
     this.folder = options.folder;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "certificates");
     this.caFile = join(this.folder, "ca.pem");
   }
 

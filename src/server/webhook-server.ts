@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import type { SecureContextOptions } from "node:tls";
 import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../admission/review.ts";
 import { errorMessage } from "../errors.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { BodyBudget, HttpError, MAX_BODY_BYTES, MAX_IN_FLIGHT_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
@@ -88,7 +88,7 @@ export class WebhookServer {
   private readonly bodies: BodyBudget;
 
   constructor(options: WebhookServerOptions) {
-    this.options = options;
+    this.options = { ...options, logger: componentLogger(options.logger, "webhook") };
     this.bodies = new BodyBudget(options.maxInFlightBodyBytes ?? MAX_IN_FLIGHT_BODY_BYTES);
     options.metrics.servingCertificate(options.tls.cert);
     this.server = createServer(this.tlsOptions(options.tls), (request, response) => {
@@ -160,7 +160,7 @@ export class WebhookServer {
       if ((error as { code?: string }).code === "ECONNRESET") {
         // The client went away mid-request (an API server timeout, say): nothing to answer.
         metrics.errors.inc({ kind: "client_aborted" });
-        logger.debug({ path, err: errorMessage(error) }, "client closed the connection mid-request");
+        logger.debug({ path, err: error }, "client closed the connection mid-request");
         return;
       }
       const status = error instanceof HttpError ? error.status : 500;
