@@ -170,7 +170,7 @@ export function handleMutate(request: AdmissionRequest, deps: MutateDependencies
     const patch = [...images.patch, setOriginalImages(request.object, images.record)];
     return { review: patched(uid, patch, warnings), outcome: "patched" };
   } catch (error) {
-    return internalError(request, deps, strict, errorMessage(error));
+    return internalError(request, deps, strict, error);
   }
 }
 
@@ -269,11 +269,13 @@ function internalError(
   request: AdmissionRequest,
   deps: MutateDependencies,
   strict: boolean,
-  cause: string,
+  error: unknown,
 ): MutateResult {
   const { uid, namespace } = request;
+  const cause = errorMessage(error);
   deps.metrics.errors.inc({ kind: "internal" });
-  deps.logger.error({ uid, namespace, strict, err: cause }, "internal error while rewriting images");
+  // The error itself: its stack says where the bug is.
+  deps.logger.error({ uid, namespace, strict, err: error }, "internal error while rewriting images");
   if (strict || deps.failClosed) {
     const why = strict ? `strict namespace ${namespace ?? ""}` : "fail-closed";
     return {
