@@ -1524,6 +1524,12 @@ describe("values.schema.json refuses, at install, values the pod would crash-loo
     it(name, () => assert.match(refusedBySchema(args), names));
   }
 
+  it("accepts what Kubernetes accepts: a numeric image tag from --set, resources with claims", () => {
+    assert.equal(render(set("image.tag=2")).container.image, "ghcr.io/imageshift/imageshift:2");
+    const claims = render(set("resources.claims[0].name=gpu")).container.resources as { claims?: unknown };
+    assert.deepEqual(claims.claims, [{ name: "gpu" }]);
+  });
+
   it("helm install --dry-run refuses certificates.mode=selfmanaged before anything reaches the cluster", () => {
     const result = spawnSync(
       helm,
