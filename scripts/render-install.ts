@@ -27,6 +27,8 @@ export async function renderInstall(): Promise<string> {
       "--namespace",
       INSTALL_NAMESPACE,
       "--include-crds",
+      // templates/tests is for `helm test`; applied with the rest it would leave a pod behind.
+      "--skip-tests",
     ],
     { encoding: "utf8" },
   );

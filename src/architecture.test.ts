@@ -11,11 +11,12 @@ const SRC = import.meta.dirname;
 const ALLOWED: Record<string, readonly string[]> = {
   "errors.ts": [],
   "testing.ts": [],
+  "version.ts": [],
   platform: [],
   telemetry: ["errors.ts"],
   api: ["errors.ts"],
   engine: ["errors.ts", "telemetry", "platform", "api"],
-  k8s: ["errors.ts", "telemetry", "platform"],
+  k8s: ["errors.ts", "version.ts", "telemetry", "platform"],
   manager: ["errors.ts", "telemetry"],
   admission: ["errors.ts", "telemetry", "api", "engine"],
   certs: ["errors.ts", "telemetry", "platform", "k8s"],

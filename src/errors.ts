@@ -51,6 +51,14 @@ export class RuleSourceError extends ImageShiftError {
   override name = "RuleSourceError";
 }
 
+/**
+ * The Kubernetes configuration (kubeconfig, in-cluster service account, exec plugin) is missing,
+ * unreadable or asks for something ImageShift refuses; the CLI exits 2.
+ */
+export class ConfigError extends ImageShiftError {
+  override name = "ConfigError";
+}
+
 /** What Node's `listen` error codes mean, in words. */
 const LISTEN_REASONS: Record<string, string> = {
   EADDRINUSE: "address already in use",
@@ -91,12 +99,45 @@ export class KubeApiError extends ImageShiftError {
   override name = "KubeApiError";
   readonly code: number;
   readonly body: string;
+  /** The response's `Retry-After` header, when it had one (a 429, some 503s). */
+  readonly retryAfter: string | undefined;
 
-  constructor(method: string, path: string, code: number, body: string) {
+  constructor(method: string, path: string, code: number, body: string, retryAfter?: string) {
     super(`${method} ${path}: ${kubeErrorMessage({ code, body })}`);
     this.code = code;
     this.body = body;
+    this.retryAfter = retryAfter;
   }
+}
+
+/** The HTTP status of an API error, or undefined for anything else thrown. */
+function apiStatus(error: unknown): number | undefined {
+  return error instanceof KubeApiError ? error.code : undefined;
+}
+
+/** The API server said 404: the object (or its namespace) does not exist. */
+export function isNotFound(error: unknown): boolean {
+  return apiStatus(error) === 404;
+}
+
+/** The API server said 409: created by someone else first, or changed since it was read. */
+export function isConflict(error: unknown): boolean {
+  return apiStatus(error) === 409;
+}
+
+/**
+ * The API server said 410: a watch or list resourceVersion too old to resume from. A watch
+ * reports it as an `ERROR` event whose object is a `Status`, so a `{ code: 410 }` status counts too.
+ */
+export function isGone(error: unknown): boolean {
+  if (apiStatus(error) === 410) return true;
+  return !(error instanceof Error) && (error as { code?: unknown } | null)?.code === 410;
+}
+
+/** The API server said 502, 503 or 504: unavailable for now, worth a retry. */
+export function isUnavailable(error: unknown): boolean {
+  const code = apiStatus(error);
+  return code === 502 || code === 503 || code === 504;
 }
 
 /**

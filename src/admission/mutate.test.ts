@@ -1498,8 +1498,10 @@ describe("internal errors", () => {
         msg: "internal error while rewriting images",
         uid: request.uid,
         namespace: "team-a",
-        err: cause,
       });
+      const err = errors[0]?.err as { message?: string; stack?: string } | undefined;
+      assert.equal(err?.message, cause);
+      assert.match(String(err?.stack), /\n\s+at /, "the stack is kept");
       assert.equal(rewriteLogs(result).length, 0);
     });
 

@@ -92,7 +92,7 @@ export function handleMutate(request: AdmissionRequest, deps: MutateDependencies
     observe(plan, view, deps);
     return respond(uid, plan);
   } catch (error) {
-    return internalError(request, deps, strict, errorMessage(error));
+    return internalError(request, deps, strict, error);
   }
 }
 
@@ -113,11 +113,13 @@ function internalError(
   request: AdmissionRequest,
   deps: MutateDependencies,
   strict: boolean,
-  cause: string,
+  error: unknown,
 ): MutateResult {
   const { uid, namespace } = request;
+  const cause = errorMessage(error);
   deps.metrics.errors.inc({ kind: "internal" });
-  deps.logger.error({ uid, namespace, strict, err: cause }, "internal error while rewriting images");
+  // The error itself: its stack says where the bug is.
+  deps.logger.error({ uid, namespace, strict, err: error }, "internal error while rewriting images");
   if (strict || deps.failClosed) {
     const why = strict ? `strict namespace ${namespace ?? ""}` : "fail-closed";
     return {

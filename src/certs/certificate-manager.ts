@@ -18,10 +18,10 @@
  * re-applies the configurations with an empty bundle is repaired within one period.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { KubeApiError, kubeErrorMessage } from "../errors.ts";
+import { isNotFound } from "../errors.ts";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import type { Secret, WebhookConfiguration } from "../k8s/objects.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { CertificateAndKey } from "./authority.ts";
 
 const DAY_MS = 86_400_000;
@@ -227,7 +227,7 @@ export class CertificateManager {
   private readonly renewBeforeMs: number;
 
   constructor(options: CertificateManagerOptions) {
-    this.options = options;
+    this.options = { ...options, logger: componentLogger(options.logger, "certificates") };
     this.client = options.client;
     this.caValidityMs = options.caValidityMs ?? 3650 * DAY_MS;
     this.certificateValidityMs = options.certificateValidityMs ?? 90 * DAY_MS;
@@ -304,7 +304,7 @@ export class CertificateManager {
     try {
       return await this.client.get<Secret>(this.secretPath(this.options.secretName));
     } catch (error) {
-      if (error instanceof KubeApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -382,7 +382,7 @@ export class CertificateManager {
         current = await this.client.get<WebhookConfiguration>(path);
       } catch (error) {
         this.options.logger.warn(
-          { configuration: `${configuration.kind}/${name}`, err: kubeErrorMessage(error) },
+          { configuration: `${configuration.kind}/${name}`, err: error },
           "webhook configuration not found; caBundle not set",
         );
         continue;

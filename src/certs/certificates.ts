@@ -21,7 +21,7 @@ import { errorMessage } from "../errors.ts";
 import { Listeners } from "../platform/listeners.ts";
 import { PathWatcher } from "../platform/path-watcher.ts";
 import type { Source } from "../platform/source.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 
 export interface CertificatePair {
   readonly cert: string;
@@ -76,16 +76,13 @@ export class FileCertificateSource implements CertificateSource {
   constructor(options: { certFile: string; keyFile: string; logger: Logger; pollMs?: number }) {
     this.certFile = options.certFile;
     this.keyFile = options.keyFile;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "certificates");
     this.watcher = new PathWatcher({
       folders: [dirname(this.certFile), dirname(this.keyFile)],
       pollMs: options.pollMs ?? 10_000,
       onChange: () => void this.reload(),
       onWatchError: (folder, error) =>
-        this.logger.warn(
-          { folder, err: errorMessage(error) },
-          "cannot watch certificate folder; polling only",
-        ),
+        this.logger.warn({ folder, err: error }, "cannot watch certificate folder; polling only"),
     });
   }
 
@@ -134,13 +131,13 @@ export class FileCertificateSource implements CertificateSource {
             certFile: this.certFile,
             notBefore: error.notBefore,
             notAfter: error.notAfter,
-            err: error.message,
+            err: error,
           },
           `TLS certificate ${this.certFile} not loaded: ${error.message}; keeping the current one`,
         );
       else
         this.logger.warn(
-          { certFile: this.certFile, err: errorMessage(error) },
+          { certFile: this.certFile, err: error },
           "TLS certificate not reloaded; keeping the current one",
         );
       return false;
@@ -159,7 +156,7 @@ export class SelfSignedCertificateSource implements CertificateSource {
 
   constructor(options: { folder: string; logger: Logger }) {
     this.folder = options.folder;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "certificates");
     this.caFile = join(this.folder, "ca.pem");
   }
 

@@ -9,7 +9,7 @@ import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { WatchedKind } from "../k8s/informer.ts";
 import type { Secret } from "../k8s/objects.ts";
 import { Listeners } from "../platform/listeners.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import { SECRET_KEYS } from "./certificate-manager.ts";
 import type { CertificatePair, CertificateSource } from "./certificates.ts";
 
@@ -41,12 +41,12 @@ export class SecretCertificateSource implements CertificateSource {
   constructor(options: { client: KubeClient; namespace: string; name: string; logger: Logger }) {
     this.name = options.name;
     this.namespace = options.namespace;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "certificates");
     this.watch = new WatchedKind<Secret>({
       client: options.client,
       path: resourcePath({ version: "v1", plural: "secrets", namespace: options.namespace }),
       fieldSelector: `metadata.name=${options.name}`,
-      logger: options.logger,
+      logger: this.logger,
       onChange: () => this.changed(),
     });
   }

@@ -2,7 +2,7 @@
  * `imageshift` command dispatch. Each command lives in its own module; this file only
  * routes and turns errors into exit codes.
  */
-import { errorMessage, RuleSourceError, UsageError } from "../errors.ts";
+import { ConfigError, errorMessage, RuleSourceError, UsageError } from "../errors.ts";
 import { crdsCommand } from "./crds.ts";
 import { type CommandIO, EXIT_USAGE, processIO } from "./io.ts";
 import { rewriteCommand } from "./rewrite.ts";
@@ -48,7 +48,7 @@ export async function run(argv: string[], io: CommandIO = processIO): Promise<nu
     // parseArgs reports unknown or malformed flags with a TypeError carrying a code.
     const isArgError =
       error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    if (isArgError || error instanceof RuleSourceError) {
+    if (isArgError || error instanceof RuleSourceError || error instanceof ConfigError) {
       io.stderr(`${errorMessage(error)}\n`);
       return EXIT_USAGE;
     }

@@ -12,6 +12,7 @@ import { FileRuleSource } from "../engine/rules/file-source.ts";
 import { errorMessage, ListenError, UsageError } from "../errors.ts";
 import type { SelfManagedCertificates } from "../operator/cluster-mode.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../telemetry/logger.ts";
+import { Metrics } from "../telemetry/metrics.ts";
 import { type AppOptions, type RunningApp, startApp } from "../webhook/app.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
@@ -44,9 +45,13 @@ Options:
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
   --mrw-metrics               also export the Mutating Registry Webhook's metrics
                               (registry_rewriter_*), for its dashboards and alerts
+  --kubeconfig FILE           cluster mode: the kubeconfig to use; without it $KUBECONFIG,
+                              then the pod's service account, then ~/.kube/config
   --leader-election-namespace NS
                               cluster mode: ImageShift's namespace, where its Lease and
                               certificate Secret live (default: $POD_NAMESPACE, else default)
+  --leader-election-id NAME   cluster mode: the leader Lease's name
+                              (default imageshift-status-writer; the chart's <fullname>-leader)
   --tls-secret NAME           cluster mode, self-managed certificates: the leader keeps a CA
                               and a serving certificate in this Secret and every replica
                               serves from it (instead of --tls-cert-file)
@@ -140,6 +145,9 @@ export interface ServeConfig {
   watchCompat: boolean;
   namespace: string;
   selfManaged?: SelfManagedCertificates;
+  /** Cluster mode: `--kubeconfig` and `--leader-election-id`. */
+  kubeconfig?: string;
+  leaseName?: string;
 }
 
 /** Parses and checks the flags; pure but for `$POD_NAMESPACE`. Undefined for `--help`. */
@@ -163,6 +171,8 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
       "disable-compat-kind": { type: "boolean", default: false },
       "mrw-metrics": { type: "boolean", default: false },
       "leader-election-namespace": { type: "string" },
+      "leader-election-id": { type: "string" },
+      kubeconfig: { type: "string" },
       "tls-secret": { type: "string" },
       "webhook-configuration": { type: "string", default: "imageshift" },
       "service-name": { type: "string", default: "imageshift" },
@@ -195,6 +205,8 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
   const metricsPort = port(values["metrics-port"], "--metrics-port", 8080);
   if (values["namespace-label"] === "")
     throw usageError("--namespace-label must be a label key, such as imageshift.dev", "serve");
+  if (values.rules && (values.kubeconfig !== undefined || values["leader-election-id"] !== undefined))
+    throw usageError("--kubeconfig and --leader-election-id are for cluster mode, without --rules", "serve");
   if (values["tls-secret"] && (values.rules || certFile)) {
     throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
   }
@@ -226,11 +238,15 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
     watchCompat: !values["disable-compat-kind"],
     namespace: values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default",
     ...(selfManaged ? { selfManaged } : {}),
+    ...(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {}),
+    ...(values["leader-election-id"] ? { leaseName: values["leader-election-id"] } : {}),
   };
 }
 
 /** Builds a standalone or a cluster-mode webhook from the configuration; starts nothing. */
 export async function buildApp(config: ServeConfig, logger: Logger): Promise<AppOptions> {
+  // One registry for the app and, in cluster mode, the Kubernetes client and the leader gauge.
+  const metrics = new Metrics();
   // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
   const cluster =
     config.rules === undefined
@@ -238,7 +254,10 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
           logger,
           watchCompat: config.watchCompat,
           namespace: config.namespace,
+          metrics,
           ...(config.selfManaged ? { selfManaged: config.selfManaged } : {}),
+          ...(config.kubeconfig !== undefined ? { kubeconfig: config.kubeconfig } : {}),
+          ...(config.leaseName ? { leaseName: config.leaseName } : {}),
         })
       : undefined;
   const certificates =
@@ -250,6 +269,7 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
     rules: cluster?.rules ?? new FileRuleSource({ path: config.rules as string, logger }),
     certificates,
     logger,
+    metrics,
     ...(cluster
       ? { namespaceLabels: cluster.namespaceLabels, outer: cluster.outer, runnables: cluster.runnables }
       : {}),

@@ -4,6 +4,7 @@
  * src/certs/authority.ts for the TLS settings (CA, client certificate, tls-server-name, skip-verify).
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -17,7 +18,8 @@ import {
 } from "../certs/authority.ts";
 import { KubeApiError } from "../errors.ts";
 import { within } from "../testing.ts";
-import { KubeClient, resourcePath } from "./client.ts";
+import { VERSION } from "../version.ts";
+import { KubeClient, resourcePath, retryAfterSeconds, type Verb } from "./client.ts";
 import { type ClusterConnection, type Credential, staticToken } from "./kubeconfig.ts";
 import type { KubeObject, WatchEvent } from "./objects.ts";
 
@@ -760,6 +762,152 @@ describe("KubeClient over plain HTTP", () => {
       );
       assert.deepEqual(seen.names(), ["ADDED a"]);
     });
+  });
+
+  test("every request sends User-Agent imageshift/<package.json version>", async () => {
+    const version = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version;
+    assert.equal(VERSION, version);
+    api.handle = (_request, response) => reply(response, 200, { items: [], metadata: {} });
+    await client.get("/version");
+    await client.list("/api/v1/namespaces");
+    await client.create("/api/v1/namespaces/n/configmaps", {});
+    await client.replace("/api/v1/namespaces/n/configmaps/c", {});
+    await client.patch("/api/v1/namespaces/n/configmaps/c", {}, "merge");
+    for (const seen of api.seen.slice(-5)) assert.equal(seen.headers["user-agent"], `imageshift/${version}`);
+    const own = new KubeClient(connection(api.base), { userAgent: "other/1" });
+    try {
+      await own.get("/version");
+      assert.equal(last().headers["user-agent"], "other/1");
+    } finally {
+      own.close();
+    }
+  });
+
+  test("every write sends fieldManager=imageshift, reads do not; the query is kept", async () => {
+    api.handle = (_request, response) => reply(response, 200, { items: [], metadata: {} });
+    await client.get("/version", { a: "b" });
+    assert.equal(last().url.searchParams.get("fieldManager"), null);
+    await client.list("/api/v1/namespaces");
+    assert.equal(last().url.searchParams.get("fieldManager"), null);
+    await client.create("/api/v1/namespaces/n/configmaps", {});
+    assert.equal(last().url.searchParams.get("fieldManager"), "imageshift");
+    await client.replace("/apis/coordination.k8s.io/v1/namespaces/n/leases/l", {});
+    assert.equal(last().url.searchParams.get("fieldManager"), "imageshift");
+    await client.patch("/api/v1/namespaces/n", {}, "merge");
+    assert.equal(last().url.searchParams.get("fieldManager"), "imageshift");
+    const own = new KubeClient(connection(api.base), { fieldManager: "mine" });
+    try {
+      await own.patch("/api/v1/namespaces/n", {}, "json");
+      assert.equal(last().url.searchParams.get("fieldManager"), "mine");
+    } finally {
+      own.close();
+    }
+  });
+
+  test("a 429 is sent again after its Retry-After, then succeeds; onResponse counts both by verb and code", async () => {
+    const counted: [Verb, string][] = [];
+    const counting = new KubeClient(connection(api.base), {
+      onResponse: (verb, code) => counted.push([verb, code]),
+    });
+    try {
+      let calls = 0;
+      api.handle = (_request, response) => {
+        calls += 1;
+        if (calls === 1) {
+          response.writeHead(429, { "retry-after": "1", "content-type": "application/json" });
+          response.end(JSON.stringify(status(429, "TooManyRequests", "too many requests")));
+        } else reply(response, 200, { kind: "Namespace" });
+      };
+      const started = performance.now();
+      assert.deepEqual(await within(counting.patch("/api/v1/namespaces/x", {}, "merge")), {
+        kind: "Namespace",
+      });
+      assert.ok(performance.now() - started >= 950, "waited the Retry-After second");
+      assert.equal(calls, 2);
+      assert.deepEqual(counted, [
+        ["patch", "429"],
+        ["patch", "200"],
+      ]);
+    } finally {
+      counting.close();
+    }
+  });
+
+  test("429s past the retry budget reject with the 429; other codes are not retried", async () => {
+    let calls = 0;
+    api.handle = (_request, response) => {
+      calls += 1;
+      response.writeHead(429, { "retry-after": "0" });
+      response.end();
+    };
+    await assert.rejects(within(client.get("/version")), (error: unknown) => {
+      assert.ok(error instanceof KubeApiError);
+      assert.equal(error.code, 429);
+      assert.equal(error.retryAfter, "0");
+      return true;
+    });
+    assert.equal(calls, 11, "the first call and 10 retries");
+    calls = 0;
+    api.handle = (_request, response) => {
+      calls += 1;
+      response.writeHead(503, { "retry-after": "0" });
+      response.end();
+    };
+    await assert.rejects(client.get("/version"), KubeApiError);
+    assert.equal(calls, 1);
+  });
+
+  test("a 429 wait is abandoned when the signal aborts", async () => {
+    api.handle = (_request, response) => {
+      response.writeHead(429, { "retry-after": "30" });
+      response.end();
+    };
+    const controller = new AbortController();
+    const call = client.get("/version", undefined, controller.signal);
+    await sleep(100);
+    controller.abort();
+    await assert.rejects(within(call), { name: "AbortError" });
+  });
+
+  test("retryAfterSeconds: whole seconds, bounded to 60; 1 when absent, empty, negative or a date", () => {
+    assert.equal(retryAfterSeconds("3"), 3);
+    assert.equal(retryAfterSeconds("0"), 0);
+    assert.equal(retryAfterSeconds("3600"), 60);
+    for (const header of [undefined, "", " ", "-1", "Wed, 21 Oct 2015 07:28:00 GMT"])
+      assert.equal(retryAfterSeconds(header), 1, String(header));
+  });
+
+  test("onResponse: list, watch, get, create and update by verb; no answer at all is <error>", async () => {
+    const counted: string[] = [];
+    const counting = new KubeClient(connection(api.base), {
+      onResponse: (verb, code) => counted.push(`${verb} ${code}`),
+    });
+    try {
+      api.handle = (_request, response, seen) => {
+        if (seen.url.searchParams.get("watch")) {
+          response.writeHead(200);
+          response.end();
+        } else if (seen.method === "POST") reply(response, 409, status(409, "AlreadyExists", "exists"));
+        else reply(response, 200, { items: [], metadata: {} });
+      };
+      await counting.list("/api/v1/namespaces");
+      await counting.watch("/api/v1/namespaces", {}, () => {}, new AbortController().signal);
+      await counting.get("/api/v1/namespaces/x");
+      await assert.rejects(counting.create("/api/v1/namespaces", {}), KubeApiError);
+      await counting.replace("/api/v1/namespaces/x", {});
+      assert.deepEqual(counted, ["list 200", "watch 200", "get 200", "create 409", "update 200"]);
+    } finally {
+      counting.close();
+    }
+    const gone = new KubeClient(connection("http://127.0.0.1:1"), {
+      onResponse: (verb, code) => counted.push(`${verb} ${code}`),
+    });
+    try {
+      await assert.rejects(gone.get("/version"));
+      assert.equal(counted.at(-1), "get <error>");
+    } finally {
+      gone.close();
+    }
   });
 
   test("close() does not throw, twice, and a new client works afterwards", async () => {

@@ -1,7 +1,16 @@
 /** `kubeErrorMessage` (src/errors.ts), for the errors the Kubernetes client throws. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ImageShiftError, KubeApiError, kubeErrorMessage } from "../errors.ts";
+import {
+  ConfigError,
+  ImageShiftError,
+  isConflict,
+  isGone,
+  isNotFound,
+  isUnavailable,
+  KubeApiError,
+  kubeErrorMessage,
+} from "../errors.ts";
 
 const CONFLICT_BODY = JSON.stringify({
   kind: "Status",
@@ -66,5 +75,36 @@ describe("kubeErrorMessage", () => {
   test("anything else thrown: as a string", () => {
     assert.equal(kubeErrorMessage("plain text"), "plain text");
     assert.equal(kubeErrorMessage(42), "42");
+  });
+});
+
+describe("isNotFound, isConflict, isGone, isUnavailable: API errors recognised in one place", () => {
+  const api = (code: number) => new KubeApiError("GET", "/api/v1/x", code, "");
+  const cases: [string, (error: unknown) => boolean, number[]][] = [
+    ["isNotFound", isNotFound, [404]],
+    ["isConflict", isConflict, [409]],
+    ["isGone", isGone, [410]],
+    ["isUnavailable", isUnavailable, [502, 503, 504]],
+  ];
+  for (const [name, is, codes] of cases) {
+    test(`${name}: true for ${codes.join(", ")} only, false for anything not a KubeApiError`, () => {
+      for (const code of [200, 400, 401, 403, 404, 409, 410, 429, 500, 502, 503, 504])
+        assert.equal(is(api(code)), codes.includes(code), `${name}(${code})`);
+      assert.equal(is(Object.assign(new Error("x"), { code: codes[0] })), false);
+      assert.equal(is(new Error("x")), false);
+      assert.equal(is(undefined), false);
+      assert.equal(is(null), false);
+    });
+  }
+
+  test("isGone: also a watch ERROR event's Status object with code 410", () => {
+    assert.equal(isGone({ kind: "Status", code: 410, reason: "Expired" }), true);
+    assert.equal(isGone({ kind: "Status", code: 500 }), false);
+  });
+
+  test("ConfigError is an ImageShiftError of its own name", () => {
+    const error = new ConfigError("kubeconfig x: no current-context");
+    assert.ok(error instanceof ImageShiftError);
+    assert.equal(error.name, "ConfigError");
   });
 });

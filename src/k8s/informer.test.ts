@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
-import { captureLogger } from "../telemetry/testing.ts";
+import { captureLogger, type LogLine } from "../telemetry/testing.ts";
 import { within } from "../testing.ts";
 import { KubeClient } from "./client.ts";
 import { WatchedKind } from "./informer.ts";
@@ -44,6 +44,11 @@ async function until(description: string, probe: () => boolean, timeoutMs = 3000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${description}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** The message of the error a log line carries under `err` (logged as the Error, stack kept). */
+function errMessage(line: LogLine | undefined): string {
+  return String((line?.err as { message?: unknown } | undefined)?.message);
 }
 
 describe("WatchedKind", () => {
@@ -244,7 +249,12 @@ describe("WatchedKind", () => {
         .map((line) => line.retryInMs),
       [20, 40, 80, 80],
     );
-    assert.match(String(failures()[1]?.err), /^HTTP 500: etcd is away$/);
+    assert.match(errMessage(failures()[1]), /: HTTP 500: etcd is away$/);
+    assert.equal(
+      (failures()[1]?.err as { type?: string } | undefined)?.type,
+      "KubeApiError",
+      "the error itself, stack kept",
+    );
     assert.deepEqual(names(watch), ["a", "b"], "the last known objects stay");
     assert.equal(watch.synced, true);
   });
@@ -325,7 +335,7 @@ describe("WatchedKind", () => {
       await until("the change, within 2 s of the server's return", () => watch.get("b") !== undefined, 2000);
       t.diagnostic(`the change arrived ${Date.now() - readyAt} ms after the server was ready`);
       const failures = lines.filter((line) => line.msg?.startsWith("watch failed"));
-      const refused = failures.filter((line) => /ECONNREFUSED/.test(String(line.err)));
+      const refused = failures.filter((line) => /ECONNREFUSED/.test(errMessage(line)));
       assert.ok(refused.length >= 3, `${refused.length} refused attempts in 4 s`);
       assert.deepEqual(
         refused.map((line) => (line.level === 40 ? "warn" : line.level === 20 ? "debug" : line.level)),
@@ -351,7 +361,7 @@ describe("WatchedKind", () => {
     await watch.start();
     assert.equal(watch.synced, false);
     assert.deepEqual(watch.list(), []);
-    assert.match(String(lines.find((line) => line.msg?.startsWith("watch failed"))?.err), /^HTTP 403/);
+    assert.match(errMessage(lines.find((line) => line.msg?.startsWith("watch failed"))), /: HTTP 403/);
   });
 
   test("a watch that ends at once with no event counts as a failure, so it never spins", async () => {
@@ -363,7 +373,7 @@ describe("WatchedKind", () => {
     const { watch, lines } = watched();
     await watch.start();
     await until("a failure", () => lines.some((line) => line.msg?.startsWith("watch failed")));
-    assert.match(String(lines.find((line) => line.msg?.startsWith("watch failed"))?.err), /ended at once/);
+    assert.match(errMessage(lines.find((line) => line.msg?.startsWith("watch failed"))), /ended at once/);
     // After the failure the loop relists (not a bare re-watch): the resourceVersion may be stale.
     await until("a relist", () => seen.filter((request) => request === "list").length >= 2);
   });

@@ -19,7 +19,7 @@
  *   server is up, may be overloaded, and a configuration problem is not fixed in a second.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { KubeApiError, kubeErrorMessage } from "../errors.ts";
+import { isGone, isUnavailable, KubeApiError, kubeErrorMessage } from "../errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { KubeClient } from "./client.ts";
 import type { KubeObject, WatchEvent } from "./objects.ts";
@@ -73,7 +73,7 @@ const UNREACHABLE_CODES = new Set([
 
 /** True for a server that cannot be reached or says it is unavailable for now. */
 function unavailable(error: unknown): boolean {
-  if (error instanceof KubeApiError) return error.code === 502 || error.code === 503 || error.code === 504;
+  if (error instanceof KubeApiError) return isUnavailable(error);
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" && UNREACHABLE_CODES.has(code);
 }
@@ -187,7 +187,7 @@ export class WatchedKind<T extends KubeObject> {
     } catch (error) {
       // A watch that was healthy and then broke (the API server went away): retry from scratch.
       if (healthy()) this.recovered();
-      if (error instanceof KubeApiError && error.code === 410) throw new Expired();
+      if (isGone(error)) throw new Expired();
       throw error;
     }
     if (!healthy() && !signal.aborted) throw new Error(`watch ${path} ended at once`);
@@ -205,7 +205,7 @@ export class WatchedKind<T extends KubeObject> {
     const { type, object } = event;
     if (type === "ERROR") {
       const status = object as { code?: number; message?: string };
-      if (status.code === 410) throw new Expired();
+      if (isGone(status)) throw new Expired();
       throw new Error(`watch ${this.options.path}: ${status.message ?? JSON.stringify(object)}`);
     }
     if (type === "ADDED" || type === "MODIFIED") this.store.set(keyOf(object), this.keep(object));
@@ -222,13 +222,13 @@ export class WatchedKind<T extends KubeObject> {
     const bound = unavailable(error) ? Math.min(UNAVAILABLE_RETRY_MS, max) : max;
     const delay = Math.min(this.backoffMs, bound);
     this.backoffMs = Math.min(delay * 2, bound);
-    const err = kubeErrorMessage(error);
+    const message = kubeErrorMessage(error);
     // The first failure of an outage, and each new kind of failure, at warn; repeats at debug.
-    const level = err === this.lastFailure ? "debug" : "warn";
+    const level = message === this.lastFailure ? "debug" : "warn";
     this.failures++;
-    this.lastFailure = err;
+    this.lastFailure = message;
     this.options.logger[level](
-      { path: this.options.path, err, retryInMs: delay },
+      { path: this.options.path, err: error, retryInMs: delay },
       "watch failed; keeping the last known objects and retrying",
     );
     await sleep(delay, undefined, { signal }).catch(() => {});

@@ -16,7 +16,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
-import { RuleSourceError } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import {
   type ClusterConnection,
   execPlugin,
@@ -102,19 +102,19 @@ async function load(document: unknown): Promise<{ file: string; connection: Clus
   return { file, connection: loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount) };
 }
 
-/** Asserts `run` throws a RuleSourceError whose message contains every fragment. */
-function throwsRuleSourceError(run: () => unknown, ...fragments: string[]): void {
+/** Asserts `run` throws a ConfigError whose message contains every fragment. */
+function throwsConfigError(run: () => unknown, ...fragments: string[]): void {
   assert.throws(run, (error: unknown) => {
-    assert.ok(error instanceof RuleSourceError, `a RuleSourceError, not ${String(error)}`);
+    assert.ok(error instanceof ConfigError, `a ConfigError, not ${String(error)}`);
     for (const fragment of fragments)
       assert.ok(error.message.includes(fragment), `${JSON.stringify(error.message)} mentions ${fragment}`);
     return true;
   });
 }
 
-async function rejectsRuleSourceError(promise: Promise<unknown>, ...fragments: string[]): Promise<void> {
+async function rejectsConfigError(promise: Promise<unknown>, ...fragments: string[]): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof RuleSourceError, `a RuleSourceError, not ${String(error)}`);
+    assert.ok(error instanceof ConfigError, `a ConfigError, not ${String(error)}`);
     for (const fragment of fragments)
       assert.ok(error.message.includes(fragment), `${JSON.stringify(error.message)} mentions ${fragment}`);
     return true;
@@ -123,11 +123,12 @@ async function rejectsRuleSourceError(promise: Promise<unknown>, ...fragments: s
 
 /** The "nothing configured" error: it tells the user every way out. */
 function assertNoConfiguration(error: unknown): true {
-  assert.ok(error instanceof RuleSourceError, `a RuleSourceError, not ${String(error)}`);
+  assert.ok(error instanceof ConfigError, `a ConfigError, not ${String(error)}`);
   assert.match(error.message, /in-cluster/);
   assert.match(error.message, /\$KUBECONFIG/);
   assert.match(error.message, /~\/\.kube\/config/);
   assert.match(error.message, /--rules/);
+  assert.match(error.message, /--kubeconfig/);
   return true;
 }
 
@@ -188,13 +189,38 @@ describe("loadClusterConnection: which configuration is used", () => {
     assert.equal(await connection.credential.token(), "env-token");
   });
 
-  test("~/.kube/config (under $HOME) when $KUBECONFIG is unset or empty, over in-cluster", async () => {
+  test("--kubeconfig wins over $KUBECONFIG, in-cluster and ~/.kube/config; a missing one is refused", async () => {
+    const env = { KUBECONFIG: fromEnv, HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" };
+    const flag = path.join(home, ".kube", "config");
+    const connection = loadClusterConnection(env, serviceAccount, flag);
+    assert.equal(connection.origin, `kubeconfig ${flag}, context ctx`);
+    assert.equal(await connection.credential.token(), "home-token");
+    const missing = path.join(dir, "no-such-kubeconfig");
+    assert.throws(
+      () => loadClusterConnection(env, serviceAccount, missing),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.message, `--kubeconfig ${JSON.stringify(missing)} does not exist`);
+        return true;
+      },
+    );
+  });
+
+  test("in-cluster wins over ~/.kube/config when $KUBECONFIG is unset or empty", () => {
     for (const env of [
       { HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
       { KUBECONFIG: "", HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
-      { KUBECONFIG: path.delimiter, HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
+    ])
+      assert.equal(loadClusterConnection(env, serviceAccount).origin, "in-cluster", JSON.stringify(env));
+  });
+
+  test("~/.kube/config (under $HOME) when $KUBECONFIG is unset or empty and not in a pod", async () => {
+    for (const env of [
+      { HOME: home, KUBERNETES_SERVICE_HOST: "10.0.0.1" },
+      { KUBECONFIG: "", HOME: home },
+      { KUBECONFIG: path.delimiter, HOME: home, KUBERNETES_SERVICE_HOST: "" },
     ]) {
-      const connection = loadClusterConnection(env, serviceAccount);
+      const connection = loadClusterConnection(env, noServiceAccount);
       assert.equal(connection.server, "https://home.invalid:6443", JSON.stringify(env));
       assert.equal(connection.origin, `kubeconfig ${path.join(home, ".kube", "config")}, context ctx`);
       assert.equal(await connection.credential.token(), "home-token");
@@ -212,7 +238,7 @@ describe("loadClusterConnection: which configuration is used", () => {
     assert.equal(await connection.credential.token(), "sa-token");
   });
 
-  test("nothing configured: a RuleSourceError naming in-cluster, $KUBECONFIG, ~/.kube/config and --rules", () => {
+  test("nothing configured: a ConfigError naming in-cluster, $KUBECONFIG, ~/.kube/config and --rules", () => {
     for (const [env, serviceAccountDir] of [
       [{ HOME: emptyHome }, noServiceAccount],
       [{ KUBECONFIG: "", HOME: emptyHome }, noServiceAccount],
@@ -238,7 +264,7 @@ describe("loadClusterConnection: which configuration is used", () => {
     );
   });
 
-  test("every $KUBECONFIG file missing: a RuleSourceError naming them all, with no fallback", () => {
+  test("every $KUBECONFIG file missing: a ConfigError naming them all, with no fallback", () => {
     const missingA = path.join(dir, "missing-a");
     const missingB = path.join(dir, "missing-b");
     for (const list of [missingA, `${missingA}${path.delimiter}${missingB}`]) {
@@ -349,10 +375,10 @@ describe("tokenFile", () => {
     assert.equal(await credential.token(), "back", "read again once the file is back");
   });
 
-  test("a file missing at the first read: a RuleSourceError naming the path", async () => {
+  test("a file missing at the first read: a ConfigError naming the path", async () => {
     const file = fresh("no-token");
     const credential = tokenFile(file);
-    await rejectsRuleSourceError(credential.token(), file);
+    await rejectsConfigError(credential.token(), file);
     // Not cached as a failure: once the file appears it is read.
     await writeFile(file, "late");
     assert.equal(await credential.token(), "late");
@@ -582,7 +608,7 @@ describe("kubeconfig files: what is read and how they merge", () => {
 describe("kubeconfig files: errors name the file and what is wrong", () => {
   test("unparsable YAML", async () => {
     const file = await writeKubeconfig(fresh("broken"), "clusters: [\n  - name: c\n");
-    throwsRuleSourceError(
+    throwsConfigError(
       () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
       `kubeconfig ${file}`,
     );
@@ -591,7 +617,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
   test("unparsable ~/.kube/config", async () => {
     const brokenHome = fresh("broken-home");
     await writeKubeconfig(path.join(brokenHome, ".kube", "config"), "current-context: [oops\n");
-    throwsRuleSourceError(
+    throwsConfigError(
       () => loadClusterConnection({ HOME: brokenHome }, noServiceAccount),
       path.join(brokenHome, ".kube", "config"),
     );
@@ -602,7 +628,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
     delete withoutCurrent["current-context"];
     for (const document of [withoutCurrent, { ...withoutCurrent, "current-context": "" }, ""]) {
       const file = await writeKubeconfig(fresh("no-current"), document);
-      throwsRuleSourceError(
+      throwsConfigError(
         () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
         `kubeconfig ${file}`,
         "no current-context",
@@ -615,7 +641,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       ...single({ server: "https://x.invalid" }),
       "current-context": "elsewhere",
     });
-    throwsRuleSourceError(
+    throwsConfigError(
       () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
       `kubeconfig ${file}`,
       'context "elsewhere" not found',
@@ -629,7 +655,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       { ...single({ server: "https://x.invalid" }), contexts: [{ name: "ctx", context: { user: "u" } }] },
     ]) {
       const file = await writeKubeconfig(fresh("no-server"), document);
-      throwsRuleSourceError(
+      throwsConfigError(
         () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
         `kubeconfig ${file}`,
         "cluster",
@@ -643,7 +669,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       ...single({ server: "https://x.invalid" }, { token: "t" }),
       users: [{ name: "someone-else", user: { token: "t" } }],
     });
-    throwsRuleSourceError(
+    throwsConfigError(
       () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
       `kubeconfig ${file}`,
       'user "u" not found',
@@ -656,7 +682,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       { "client-key-data": Buffer.from("KEY").toString("base64") },
     ]) {
       const file = await writeKubeconfig(fresh("half-cert"), single({ server: "https://x.invalid" }, user));
-      throwsRuleSourceError(
+      throwsConfigError(
         () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
         `kubeconfig ${file}`,
         'user "u"',
@@ -675,7 +701,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
         fresh("unreadable"),
         single({ server: "https://x.invalid", ...cluster }, user),
       );
-      throwsRuleSourceError(
+      throwsConfigError(
         () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
         `kubeconfig ${file}`,
         `cannot read ${path.join(path.dirname(file), missing)}`,
@@ -685,7 +711,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
 
   test("a missing tokenFile: an error naming the resolved path when the token is asked for", async () => {
     const { file, connection } = await load(single({ server: "https://x.invalid" }, { tokenFile: "nope" }));
-    await rejectsRuleSourceError(connection.credential.token(), path.join(path.dirname(file), "nope"));
+    await rejectsConfigError(connection.credential.token(), path.join(path.dirname(file), "nope"));
   });
 
   test("auth-provider, username/password and impersonation are refused, not ignored", async () => {
@@ -695,10 +721,13 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       [{ username: "admin" }, "username/password"],
       [{ password: "secret" }, "username/password"],
       [{ token: "t", as: "system:admin" }, "impersonation (as)"],
+      [{ token: "t", "as-groups": ["system:masters"] }, "impersonation (as-groups)"],
+      [{ token: "t", "as-uid": "1" }, "impersonation (as-uid)"],
+      [{ token: "t", as: "a", "as-user-extra": { scopes: ["x"] } }, "impersonation (as, as-user-extra)"],
     ];
     for (const [user, what] of cases) {
       const file = await writeKubeconfig(fresh("refused"), single({ server: "https://x.invalid" }, user));
-      throwsRuleSourceError(
+      throwsConfigError(
         () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
         `kubeconfig ${file}`,
         'user "u"',
@@ -713,7 +742,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       fresh("refused"),
       single({ server: "https://x.invalid" }, { "auth-provider": { name: "gcp" }, username: "a", as: "b" }),
     );
-    throwsRuleSourceError(
+    throwsConfigError(
       () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
       "auth-provider",
       "username/password",
@@ -726,7 +755,7 @@ describe("kubeconfig files: errors name the file and what is wrong", () => {
       fresh("proxy"),
       single({ server: "https://x.invalid", "proxy-url": "http://proxy.invalid:3128" }),
     );
-    throwsRuleSourceError(
+    throwsConfigError(
       () => loadClusterConnection({ KUBECONFIG: file, HOME: emptyHome }, noServiceAccount),
       `kubeconfig ${file}`,
       'cluster "c"',
@@ -831,7 +860,7 @@ describe("execPlugin", () => {
     await assert.rejects(
       execPlugin(plugin({ PLUGIN_STDOUT: stdout }), dir, where).token(),
       (error: unknown) => {
-        assert.ok(error instanceof RuleSourceError);
+        assert.ok(error instanceof ConfigError);
         assert.match(error.message, /unreadable status\.expirationTimestamp "not-a-date"/);
         return true;
       },
@@ -848,7 +877,7 @@ describe("execPlugin", () => {
     assert.equal(await runs(counter), 2);
   });
 
-  test("a failing plugin: a RuleSourceError with its stderr; the next call runs it again", async () => {
+  test("a failing plugin: a ConfigError with its stderr; the next call runs it again", async () => {
     const counter = fresh("counter");
     const failFile = fresh("fail");
     await writeFile(failFile, "error: you must be logged in to the server\n");
@@ -857,7 +886,7 @@ describe("execPlugin", () => {
       dir,
       where,
     );
-    await rejectsRuleSourceError(
+    await rejectsConfigError(
       credential.token(),
       `kubeconfig ${where}`,
       "exec plugin",
@@ -866,7 +895,7 @@ describe("execPlugin", () => {
     );
     // The plugin's own words (trimmed), not Node's "Command failed: ..." text.
     await assert.rejects(credential.token(), {
-      name: "RuleSourceError",
+      name: "ConfigError",
       message: `kubeconfig ${where}: exec plugin ${JSON.stringify(process.execPath)} failed: error: you must be logged in to the server`,
     });
     assert.equal(await runs(counter), 2, "a failure is not cached");
@@ -876,20 +905,20 @@ describe("execPlugin", () => {
     assert.equal(await runs(counter), 3);
   });
 
-  test("a plugin failing without stderr: a RuleSourceError naming the command", async () => {
+  test("a plugin failing without stderr: a ConfigError naming the command", async () => {
     const failFile = fresh("fail");
     await writeFile(failFile, "");
     const credential = execPlugin(plugin({ PLUGIN_FAIL_FILE: failFile }), dir, where);
-    await rejectsRuleSourceError(credential.token(), JSON.stringify(process.execPath), "failed");
+    await rejectsConfigError(credential.token(), JSON.stringify(process.execPath), "failed");
   });
 
-  test("a command that does not exist: a RuleSourceError naming it", async () => {
+  test("a command that does not exist: a ConfigError naming it", async () => {
     const missing = path.join(dir, "no-such-plugin");
     const credential = execPlugin({ command: missing }, dir, where);
-    await rejectsRuleSourceError(credential.token(), JSON.stringify(missing), "failed");
+    await rejectsConfigError(credential.token(), JSON.stringify(missing), "failed");
   });
 
-  test("output without status.token: a RuleSourceError", async () => {
+  test("output without status.token: a ConfigError", async () => {
     for (const stdout of [
       JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential", status: {} }),
       JSON.stringify({ kind: "ExecCredential" }),
@@ -901,7 +930,7 @@ describe("execPlugin", () => {
       "",
     ]) {
       const credential = execPlugin(plugin({ PLUGIN_STDOUT: stdout }), dir, where);
-      await rejectsRuleSourceError(credential.token(), `kubeconfig ${where}`, "no status.token");
+      await rejectsConfigError(credential.token(), `kubeconfig ${where}`, "no status.token");
     }
   });
 });

@@ -1,22 +1,22 @@
 /**
- * Where the API server is and how to authenticate to it, found as kubectl finds it:
- * `$KUBECONFIG` (every file listed, merged), else `~/.kube/config`, else the pod's service
- * account (in-cluster). What comes out is a `ClusterConnection`: plain TLS material plus a
+ * Where the API server is and how to authenticate to it, found as controller-runtime finds it:
+ * `--kubeconfig`, else `$KUBECONFIG` (every file listed, merged), else the pod's service
+ * account (in-cluster), else `~/.kube/config`. What comes out is a `ClusterConnection`: plain TLS material plus a
  * credential that is re-read when it can change (a projected service-account token is
  * rotated by the kubelet; an exec plugin's token expires).
  *
  * Supported: tokens, token files, client certificates (inline or files), exec plugins that
  * return a token, `certificate-authority(-data)`, `insecure-skip-tls-verify`,
  * `tls-server-name`. Refused with a clear error rather than ignored, since ignoring them
- * would connect as someone else: `auth-provider`, username/password, impersonation, and
- * `proxy-url`.
+ * would connect as someone else: `auth-provider`, username/password, impersonation (`as`,
+ * `as-uid`, `as-groups`, `as-user-extra`), and `proxy-url`. docs/operator.md has the whole matrix.
  */
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { parse } from "yaml";
-import { errorMessage, RuleSourceError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -43,29 +43,39 @@ export interface ClusterConnection {
 }
 
 const NO_CONFIGURATION =
-  "no --rules PATH and no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config): give one or the other";
+  "no --rules PATH and no Kubernetes configuration (--kubeconfig, $KUBECONFIG, in-cluster service account or ~/.kube/config): give one or the other";
 
-/** kubectl's order: $KUBECONFIG (every file listed), else ~/.kube/config, else in-cluster. */
+/**
+ * controller-runtime's order (`config.GetConfig`): the `--kubeconfig` file, else $KUBECONFIG
+ * (every file listed, merged), else the pod's service account (in-cluster), else
+ * `~/.kube/config`. In a pod, in-cluster wins over a stray home kubeconfig.
+ */
 export function loadClusterConnection(
   env: NodeJS.ProcessEnv = process.env,
   serviceAccountDir = SERVICE_ACCOUNT_DIR,
+  kubeconfig?: string,
 ): ClusterConnection {
+  if (kubeconfig !== undefined) {
+    if (!existsSync(kubeconfig))
+      throw new ConfigError(`--kubeconfig ${JSON.stringify(kubeconfig)} does not exist`);
+    return fromKubeconfigFiles([kubeconfig]);
+  }
   const listed = (env.KUBECONFIG ?? "").split(delimiter).filter((file) => file !== "");
   if (listed.length > 0) {
     const missing = listed.filter((file) => !existsSync(file));
     if (missing.length === listed.length) {
-      throw new RuleSourceError(
-        `$KUBECONFIG names ${missing.map((file) => JSON.stringify(file)).join(", ")}, ${missing.length === 1 ? "which does not exist" : "none of which exists"}: ImageShift needs --rules PATH or a Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)`,
+      throw new ConfigError(
+        `$KUBECONFIG names ${missing.map((file) => JSON.stringify(file)).join(", ")}, ${missing.length === 1 ? "which does not exist" : "none of which exists"}: ImageShift needs --rules PATH or a Kubernetes configuration (--kubeconfig, $KUBECONFIG, in-cluster service account or ~/.kube/config)`,
       );
     }
     // kubectl skips listed files that do not exist.
     return fromKubeconfigFiles(listed.filter((file) => existsSync(file)));
   }
-  const home = join(env.HOME ?? homedir(), ".kube", "config");
-  if (existsSync(home)) return fromKubeconfigFiles([home]);
   if (env.KUBERNETES_SERVICE_HOST && existsSync(join(serviceAccountDir, "token")))
     return inCluster(env, serviceAccountDir);
-  throw new RuleSourceError(NO_CONFIGURATION);
+  const home = join(env.HOME ?? homedir(), ".kube", "config");
+  if (existsSync(home)) return fromKubeconfigFiles([home]);
+  throw new ConfigError(NO_CONFIGURATION);
 }
 
 /** The pod's service account: token (re-read as the kubelet rotates it) and cluster CA. */
@@ -112,6 +122,9 @@ interface KubeconfigUser {
   username?: string;
   password?: string;
   as?: string;
+  "as-uid"?: string;
+  "as-groups"?: string[];
+  "as-user-extra"?: Record<string, string[]>;
 }
 
 interface KubeconfigContext {
@@ -136,7 +149,7 @@ export function fromKubeconfigFiles(files: string[]): ClusterConnection {
     try {
       document = (parse(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>;
     } catch (error) {
-      throw new RuleSourceError(`kubeconfig ${file}: ${errorMessage(error)}`);
+      throw new ConfigError(`kubeconfig ${file}: ${errorMessage(error)}`);
     }
     collect(document.clusters, "cluster", file, clusters);
     collect(document.users, "user", file, users);
@@ -144,20 +157,19 @@ export function fromKubeconfigFiles(files: string[]): ClusterConnection {
     current ??= (document["current-context"] as string | undefined) || undefined;
   }
   const where = files.join(delimiter);
-  if (!current) throw new RuleSourceError(`kubeconfig ${where}: no current-context`);
+  if (!current) throw new ConfigError(`kubeconfig ${where}: no current-context`);
   const context = contexts.get(current);
-  if (!context)
-    throw new RuleSourceError(`kubeconfig ${where}: context ${JSON.stringify(current)} not found`);
+  if (!context) throw new ConfigError(`kubeconfig ${where}: context ${JSON.stringify(current)} not found`);
   const clusterName = context.value.cluster ?? "";
   const cluster = clusters.get(clusterName);
   if (!cluster?.value.server)
-    throw new RuleSourceError(
+    throw new ConfigError(
       `kubeconfig ${where}: context ${JSON.stringify(current)}: cluster ${JSON.stringify(clusterName)} not found or has no server`,
     );
   const userName = context.value.user;
   const user = userName === undefined ? undefined : users.get(userName);
   if (userName && !user)
-    throw new RuleSourceError(
+    throw new ConfigError(
       `kubeconfig ${where}: context ${JSON.stringify(current)}: user ${JSON.stringify(userName)} not found`,
     );
   return {
@@ -184,12 +196,12 @@ function material(inline: string | undefined, path: string | undefined, file: st
   try {
     return readFileSync(full, "utf8");
   } catch (error) {
-    throw new RuleSourceError(`kubeconfig ${file}: cannot read ${full}: ${errorMessage(error)}`);
+    throw new ConfigError(`kubeconfig ${file}: cannot read ${full}: ${errorMessage(error)}`);
   }
 }
 
 function clusterPart({ value, file }: Found<KubeconfigCluster>, where: string) {
-  if (value["proxy-url"]) throw new RuleSourceError(`kubeconfig ${where}: proxy-url is not supported`);
+  if (value["proxy-url"]) throw new ConfigError(`kubeconfig ${where}: proxy-url is not supported`);
   const ca = material(value["certificate-authority-data"], value["certificate-authority"], file);
   return {
     server: (value.server ?? "").replace(/\/+$/, ""),
@@ -205,14 +217,14 @@ function userPart(found: Found<KubeconfigUser> | undefined, where: string) {
   const unsupported = [
     value["auth-provider"] ? "auth-provider (use an exec plugin instead)" : "",
     value.username || value.password ? "username/password" : "",
-    value.as ? "impersonation (as)" : "",
+    impersonation(value),
   ].filter(Boolean);
   if (unsupported.length > 0)
-    throw new RuleSourceError(`kubeconfig ${where}: not supported: ${unsupported.join(", ")}`);
+    throw new ConfigError(`kubeconfig ${where}: not supported: ${unsupported.join(", ")}`);
   const cert = material(value["client-certificate-data"], value["client-certificate"], file);
   const key = material(value["client-key-data"], value["client-key"], file);
   if (Boolean(cert) !== Boolean(key))
-    throw new RuleSourceError(`kubeconfig ${where}: a client certificate needs both certificate and key`);
+    throw new ConfigError(`kubeconfig ${where}: a client certificate needs both certificate and key`);
   let credential: Credential;
   if (value.token) credential = staticToken(value.token);
   else if (value.tokenFile)
@@ -223,6 +235,14 @@ function userPart(found: Found<KubeconfigUser> | undefined, where: string) {
   else credential = staticToken(undefined);
   return { ...(cert && key ? { cert, key } : {}), credential };
 }
+
+/** Impersonation settings present in a kubeconfig user, named, or "" for none. */
+function impersonation(user: KubeconfigUser): string {
+  const present = IMPERSONATION.filter((field) => user[field] !== undefined && user[field] !== "");
+  return present.length > 0 ? `impersonation (${present.join(", ")})` : "";
+}
+
+const IMPERSONATION = ["as", "as-uid", "as-groups", "as-user-extra"] as const;
 
 export function staticToken(token: string | undefined): Credential {
   return { token: async () => token, invalidate: () => {} };
@@ -241,8 +261,7 @@ export function tokenFile(path: string, ttlMs = TOKEN_FILE_TTL_MS): Credential {
           cached = { token: readFileSync(path, "utf8").trim(), at: Date.now() };
         } catch (error) {
           // Keep the last token: a rotation replaces the file atomically, so a failed read is brief.
-          if (!cached)
-            throw new RuleSourceError(`cannot read the token file ${path}: ${errorMessage(error)}`);
+          if (!cached) throw new ConfigError(`cannot read the token file ${path}: ${errorMessage(error)}`);
         }
       }
       return cached.token;
@@ -284,7 +303,7 @@ export function execPlugin(exec: ExecConfig, baseDir: string, where: string): Cr
       execFile(file, exec.args ?? [], { env, timeout: EXEC_TIMEOUT_MS }, (error, stdout, stderr) => {
         if (error) {
           reject(
-            new RuleSourceError(
+            new ConfigError(
               `kubeconfig ${where}: exec plugin ${JSON.stringify(command)} failed: ${stderr.trim() || error.message}`,
             ),
           );
@@ -298,7 +317,7 @@ export function execPlugin(exec: ExecConfig, baseDir: string, where: string): Cr
         }
         if (!status?.token) {
           reject(
-            new RuleSourceError(
+            new ConfigError(
               `kubeconfig ${where}: exec plugin ${JSON.stringify(command)} returned no status.token (client certificates from plugins are not supported)`,
             ),
           );
@@ -309,7 +328,7 @@ export function execPlugin(exec: ExecConfig, baseDir: string, where: string): Cr
           : Number.POSITIVE_INFINITY;
         if (Number.isNaN(expiresAt)) {
           reject(
-            new RuleSourceError(
+            new ConfigError(
               `kubeconfig ${where}: exec plugin ${JSON.stringify(command)} returned an unreadable status.expirationTimestamp ${JSON.stringify(status.expirationTimestamp)}`,
             ),
           );

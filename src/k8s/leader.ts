@@ -11,8 +11,8 @@
  * up the shutdown: the release is abandoned after `RELEASE_TIMEOUT_MS`, and the Lease then
  * expires on its own after its duration.
  */
-import { KubeApiError, kubeErrorMessage } from "../errors.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { isConflict, isNotFound } from "../errors.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import { type KubeClient, resourcePath } from "./client.ts";
 import { type Lease, microTime } from "./objects.ts";
 
@@ -36,10 +36,6 @@ export interface LeaderElectionOptions {
  */
 export const RELEASE_TIMEOUT_MS = 2_000;
 
-function statusCode(error: unknown): number | undefined {
-  return error instanceof KubeApiError ? error.code : undefined;
-}
-
 export class LeaderElector {
   private readonly options: LeaderElectionOptions;
   private readonly client: KubeClient;
@@ -57,7 +53,7 @@ export class LeaderElector {
   leading = false;
 
   constructor(options: LeaderElectionOptions) {
-    this.options = options;
+    this.options = { ...options, logger: componentLogger(options.logger, "leader-election") };
     this.client = options.client;
     this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
@@ -97,7 +93,7 @@ export class LeaderElector {
     } catch (error) {
       const err = signal.aborted
         ? `no answer within ${RELEASE_TIMEOUT_MS} ms; the Lease expires on its own after ${this.leaseDurationMs} ms`
-        : kubeErrorMessage(error);
+        : error;
       this.options.logger.warn({ err }, "could not release the leader Lease");
     }
   }
@@ -111,10 +107,7 @@ export class LeaderElector {
       if (!acquired && this.leading) this.setLeading(false);
     } catch (error) {
       if (this.stopped) return; // abandoned by stop()
-      this.options.logger.warn(
-        { err: kubeErrorMessage(error) },
-        "leader election: Lease not read or written",
-      );
+      this.options.logger.warn({ err: error }, "leader election: Lease not read or written");
       if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs) this.setLeading(false);
     }
     if (this.stopped) return;
@@ -149,7 +142,7 @@ export class LeaderElector {
     try {
       return await this.client.get<Lease>(this.path(this.options.name), undefined, signal);
     } catch (error) {
-      if (statusCode(error) === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -178,7 +171,7 @@ export class LeaderElector {
         );
         return true;
       } catch (error) {
-        if (statusCode(error) === 409) return false; // another replica created it first
+        if (isConflict(error)) return false; // another replica created it first
         throw error;
       }
     }
@@ -203,7 +196,7 @@ export class LeaderElector {
       await this.client.replace(this.path(name), renewed, signal);
       return true;
     } catch (error) {
-      if (statusCode(error) === 409) return false; // someone else wrote it since we read it
+      if (isConflict(error)) return false; // someone else wrote it since we read it
       throw error;
     }
   }

@@ -11,6 +11,7 @@ import { KubeClient } from "../k8s/client.ts";
 import { loadClusterConnection } from "../k8s/kubeconfig.ts";
 import type { Runnable } from "../manager/manager.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
 import { ClusterRuleSource } from "./cluster-source.ts";
 import { statusReporting } from "./operator.ts";
 
@@ -30,11 +31,19 @@ export interface ClusterModeOptions {
   /** The operator's namespace: Lease and certificate Secret live there. */
   namespace: string;
   selfManaged?: SelfManagedCertificates;
+  /** `--kubeconfig`: this file, before $KUBECONFIG, in-cluster and ~/.kube/config. */
+  kubeconfig?: string;
+  /** `--leader-election-id`: the Lease's name (the chart's `<fullname>-leader`). */
+  leaseName?: string;
+  /** Where the client's requests and this replica's leadership are counted. */
+  metrics?: Metrics;
 }
 
 export function clusterMode(options: ClusterModeOptions) {
-  const { logger, namespace, selfManaged } = options;
-  const client = new KubeClient(loadClusterConnection());
+  const { logger, namespace, selfManaged, metrics } = options;
+  const client = new KubeClient(loadClusterConnection(process.env, undefined, options.kubeconfig), {
+    ...(metrics ? { onResponse: (verb, code) => metrics.kubeRequests.inc({ verb, code }) } : {}),
+  });
   const source = new ClusterRuleSource({ client, logger, watchCompat: options.watchCompat });
   const certificates = selfManaged
     ? new CertificateManager({ client, namespace, logger, ...selfManaged })
@@ -44,8 +53,10 @@ export function clusterMode(options: ClusterModeOptions) {
     source,
     logger,
     namespace,
+    ...(options.leaseName ? { leaseName: options.leaseName } : {}),
     ...(certificates ? { certificates } : {}),
   });
+  if (metrics) metrics.isLeader = () => duties.elector.leading;
   const certificateSource: CertificateSource | undefined = selfManaged
     ? new SecretCertificateSource({ client, namespace, name: selfManaged.secretName, logger })
     : undefined;

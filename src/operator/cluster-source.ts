@@ -29,7 +29,7 @@ import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { WatchedKind } from "../k8s/informer.ts";
 import type { KubeObject, Namespace } from "../k8s/objects.ts";
 import { Listeners } from "../platform/listeners.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 
 export interface RuleObjectKind {
   readonly group: string;
@@ -87,7 +87,7 @@ export class ClusterRuleSource implements RuleSource {
   private scheduled = false;
 
   constructor(options: ClusterRuleSourceOptions) {
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "rules");
     const resources =
       options.watchCompat === false ? [IMAGESHIFT_RESOURCE] : [IMAGESHIFT_RESOURCE, COMPAT_RESOURCE];
     const onChange = () => this.scheduleRebuild();

@@ -6,7 +6,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { CertificateManager } from "../certs/certificate-manager.ts";
-import { kubeErrorMessage } from "../errors.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import { LeaderElector } from "../k8s/leader.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -57,7 +56,7 @@ export function statusReporting(options: StatusReportingOptions): StatusReportin
     try {
       await certificates?.reconcile();
     } catch (error) {
-      logger.warn({ err: kubeErrorMessage(error) }, "certificates not reconciled; retrying");
+      logger.warn({ err: error }, "certificates not reconciled; retrying");
     } finally {
       reconciling = false;
     }

@@ -22,9 +22,8 @@
  */
 
 import { COMPAT_KIND } from "../api/schema.ts";
-import { kubeErrorMessage } from "../errors.ts";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { ClusterObject } from "./cluster-source.ts";
 
 export interface Condition {
@@ -164,7 +163,7 @@ export class StatusWriter {
 
   constructor(client: KubeClient, logger: Logger) {
     this.client = client;
-    this.logger = logger;
+    this.logger = componentLogger(logger, "status");
   }
 
   /** Brings every object's status up to date; overlapping calls coalesce into one more pass. */
@@ -201,10 +200,7 @@ export class StatusWriter {
       );
     } catch (error) {
       // Deleted meanwhile, or a conflict: the next change or resync brings another pass.
-      this.logger.warn(
-        { object: `${entry.resource.kind}/${name}`, err: kubeErrorMessage(error) },
-        "status not updated",
-      );
+      this.logger.warn({ object: `${entry.resource.kind}/${name}`, err: error }, "status not updated");
     }
   }
 }

@@ -2,7 +2,9 @@
  * Prometheus metrics. Labels stay low-cardinality: no pod or namespace names, and registry
  * labels are capped (a pod can name any registry; a scrape must stay small).
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { X509Certificate } from "node:crypto";
+import perfHooks from "node:perf_hooks";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 const REGISTRY_LABEL_LIMIT = 100;
 
@@ -92,35 +94,56 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  // The process's memory, read at scrape time, under the names prom-client's default metrics
-  // use (so existing dashboards work). Not `collectDefaultMetrics`: it starts an event-loop
-  // monitor and a GC observer per registry that nothing can stop.
-  readonly residentMemory = new Gauge({
-    name: "process_resident_memory_bytes",
-    help: "Resident memory size in bytes.",
+  readonly admissionInFlight = new Gauge({
+    name: "imageshift_admission_requests_in_flight",
+    help: "Requests to the webhook server being answered now.",
     registers: [this.registry],
-    collect() {
-      this.set(process.memoryUsage.rss());
-    },
   });
 
-  readonly heap = new Gauge({
-    name: "nodejs_heap_size_used_bytes",
-    help: "JavaScript heap in use, in bytes.",
+  readonly kubeRequests = new Counter({
+    name: "imageshift_kube_client_requests_total",
+    help: "Requests to the Kubernetes API server by verb (get, list, watch, create, update, patch) and HTTP code (<error> when no answer came).",
+    labelNames: ["verb", "code"] as const,
     registers: [this.registry],
-    collect() {
-      this.set(process.memoryUsage().heapUsed);
-    },
   });
 
-  readonly heapTotal = new Gauge({
-    name: "nodejs_heap_size_total_bytes",
-    help: "JavaScript heap committed, in bytes.",
+  /** Whether this replica leads now, read at scrape time; cluster mode sets it. */
+  isLeader: () => boolean = () => false;
+
+  readonly leader: Gauge = new Gauge({
+    name: "imageshift_leader",
+    help: "1 while this replica holds the leader Lease (writes status and certificates), else 0; always 0 in standalone mode.",
     registers: [this.registry],
-    collect() {
-      this.set(process.memoryUsage().heapTotal);
-    },
+    collect: () => this.leader.set(this.isLeader() ? 1 : 0),
   });
+
+  readonly certificateExpiry = new Gauge({
+    name: "imageshift_certificate_expiry_timestamp_seconds",
+    help: "Unix time at which the serving certificate now in use expires (its notAfter).",
+    registers: [this.registry],
+  });
+
+  /** The monitors Node's default metrics started for this registry; `stop()` ends them. */
+  private readonly monitors: Monitor[] = collectDefaults(this.registry);
+
+  /**
+   * Stops the default metrics' event-loop delay monitor and GC observer; true for each one that
+   * was still running. Called when the app stops; metrics read afterwards keep their last values.
+   */
+  stop(): boolean[] {
+    return this.monitors.map((monitor) => monitor.stop());
+  }
+
+  /** Records the notAfter of the serving certificate (PEM, leaf first); unreadable ones are ignored. */
+  servingCertificate(cert: unknown): void {
+    const pem = Array.isArray(cert) ? cert[0] : cert;
+    if (typeof pem !== "string" && !Buffer.isBuffer(pem)) return;
+    try {
+      this.certificateExpiry.set(Date.parse(new X509Certificate(pem).validTo) / 1000);
+    } catch {
+      // Not a certificate: the TLS layer refuses it, and says so.
+    }
+  }
 
   /** A registry name as a label value, or "other" once too many distinct ones were seen. */
   registryLabel(registry: string): string {
@@ -134,4 +157,49 @@ export class Metrics {
     this.rulesLoaded.set(count);
     this.lastReload.set(Date.now() / 1000);
   }
+}
+
+/** Something started for the default metrics that runs until stopped. */
+interface Monitor {
+  /** True when it was running. */
+  stop(): boolean;
+}
+
+/**
+ * prom-client's default metrics (process CPU, memory, file descriptors, heap spaces, event-loop
+ * lag, GC durations, Node's version) for `registry`, under their usual names so dashboards
+ * work. prom-client 15 starts two monitors for them, a `monitorEventLoopDelay` histogram and a
+ * GC `PerformanceObserver`, and keeps no handle to either. They are created synchronously inside
+ * `collectDefaultMetrics`, so the constructors it reads from `perf_hooks` are wrapped for that one
+ * call to capture them, and `stop()` can end them.
+ */
+function collectDefaults(registry: Registry): Monitor[] {
+  const monitors: Monitor[] = [];
+  const { monitorEventLoopDelay, PerformanceObserver } = perfHooks;
+  perfHooks.monitorEventLoopDelay = (options) => {
+    const histogram = monitorEventLoopDelay(options);
+    monitors.push({ stop: () => histogram.disable() });
+    return histogram;
+  };
+  perfHooks.PerformanceObserver = class extends PerformanceObserver {
+    constructor(callback: ConstructorParameters<typeof PerformanceObserver>[0]) {
+      super(callback);
+      let running = true;
+      monitors.push({
+        stop: () => {
+          const was = running;
+          running = false;
+          this.disconnect();
+          return was;
+        },
+      });
+    }
+  };
+  try {
+    collectDefaultMetrics({ register: registry });
+  } finally {
+    perfHooks.monitorEventLoopDelay = monitorEventLoopDelay;
+    perfHooks.PerformanceObserver = PerformanceObserver;
+  }
+  return monitors;
 }

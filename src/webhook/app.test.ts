@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -296,6 +297,28 @@ describe("probes", () => {
     } finally {
       await app.stop(1000);
     }
+  });
+
+  it("/metrics has the serving certificate's expiry; stop() ends the default metrics' monitors", async () => {
+    const app = await start(new FakeRules());
+    try {
+      const text = (await probe(app.metricsPort, "/metrics")).text;
+      const notAfter = Date.parse(new X509Certificate(pair.cert).validTo) / 1000;
+      assert.match(text, new RegExp(`^imageshift_certificate_expiry_timestamp_seconds ${notAfter}$`, "m"));
+      assert.match(text, /^imageshift_leader 0$/m);
+      assert.match(text, /^nodejs_eventloop_lag_seconds /m);
+    } finally {
+      await app.stop(1000);
+    }
+    assert.deepEqual(app.metrics.stop(), [false, false], "already stopped by app.stop()");
+  });
+
+  it("a failed start stops the default metrics' monitors too", async () => {
+    const metrics = new Metrics();
+    const rules = new FakeRules();
+    rules.start = () => Promise.reject(new Error("unreadable"));
+    await assert.rejects(start(rules, silentLogger, metrics), /unreadable/);
+    assert.deepEqual(metrics.stop(), [false, false]);
   });
 
   it("with mrwMetrics, also the Mutating Registry Webhook's metric names; without, none", async () => {

@@ -77,7 +77,11 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       start: async () => {
         probesPort = (await probes.listen(options.metricsPort, options.metricsHost)).port;
       },
-      stop: () => probes.close(),
+      stop: async () => {
+        await probes.close();
+        // Node's default metrics run monitors (event-loop delay, GC) that would outlive the app.
+        metrics.stop();
+      },
     })
     .add({
       name: "rules",
@@ -124,7 +128,12 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     });
 
   // A port in use, unreadable rules, …: the manager stops what it started, and this rethrows.
-  await manager.start();
+  try {
+    await manager.start();
+  } catch (error) {
+    metrics.stop(); // when the probes themselves did not start, nothing else stops it
+    throw error;
+  }
   logger.info(
     {
       webhook: `https://${options.host}:${webhookPort}`,

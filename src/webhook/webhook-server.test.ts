@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
@@ -670,6 +670,53 @@ describe("WebhookServer with a small body limit", () => {
     } finally {
       await aborting.close(500);
     }
+  });
+
+  it("counts a request in flight while its body arrives, and not once it is answered", async () => {
+    const own = new Metrics();
+    own.stop();
+    const server = new WebhookServer({
+      tls: pair,
+      metrics: own,
+      logger: silentLogger,
+      handlers: {
+        "/mutate": () => {
+          throw new Error("answered with 500, once the body is read");
+        },
+      },
+    });
+    const serverPort = (await server.listen(0, "127.0.0.1")).port;
+    const inFlight = async () => (await own.admissionInFlight.get()).values[0]?.value;
+    try {
+      const socket = tls.connect({ host: "127.0.0.1", port: serverPort, ca: caPem });
+      await new Promise<void>((resolve) => socket.once("secureConnect", () => resolve()));
+      socket.write(
+        "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{",
+      );
+      const deadline = Date.now() + 2000;
+      while ((await inFlight()) !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await inFlight(), 1);
+      const answered = new Promise<void>((resolve) => socket.once("data", () => resolve()));
+      socket.write("}");
+      await within(answered, TIMEOUT_MS, "the answer");
+      assert.equal(await inFlight(), 0);
+      socket.destroy();
+    } finally {
+      await server.close(500);
+    }
+  });
+
+  it("reports the serving certificate's notAfter, and the new one's after setCertificate", async () => {
+    const own = new Metrics();
+    own.stop();
+    const server = new WebhookServer({ tls: pair, metrics: own, logger: silentLogger, handlers: {} });
+    const expiry = async () => (await own.certificateExpiry.get()).values[0]?.value;
+    const notAfter = (cert: string) => Date.parse(new X509Certificate(cert).validTo) / 1000;
+    assert.equal(await expiry(), notAfter(pair.cert));
+    own.certificateExpiry.set(0);
+    const next = await localhostCertificate("another CA");
+    server.setCertificate(next.pair);
+    assert.equal(await expiry(), notAfter(next.pair.cert));
   });
 
   it("does not route paths it has no handler for (/validate here)", async () => {

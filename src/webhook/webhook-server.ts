@@ -12,7 +12,7 @@ import type { SecureContextOptions } from "node:tls";
 import { type AdmissionRequest, type AdmissionReview, decodeReview } from "../admission/review.ts";
 import { errorMessage } from "../errors.ts";
 import type { IncomingMessage, ServerResponse } from "../platform/node-http.ts";
-import type { Logger } from "../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { BodyBudget, HttpError, MAX_BODY_BYTES, MAX_IN_FLIGHT_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
@@ -89,8 +89,9 @@ export class WebhookServer {
   private readonly bodies: BodyBudget;
 
   constructor(options: WebhookServerOptions) {
-    this.options = options;
+    this.options = { ...options, logger: componentLogger(options.logger, "webhook") };
     this.bodies = new BodyBudget(options.maxInFlightBodyBytes ?? MAX_IN_FLIGHT_BODY_BYTES);
+    options.metrics.servingCertificate(options.tls.cert);
     this.server = createServer(this.tlsOptions(options.tls), (request, response) => {
       void this.handle(request, response);
     });
@@ -102,6 +103,7 @@ export class WebhookServer {
   /** Swaps the serving certificate; new connections use it, open ones keep theirs. */
   setCertificate(tls: SecureContextOptions): void {
     this.server.setSecureContext(this.tlsOptions(tls));
+    this.options.metrics.servingCertificate(tls.cert);
   }
 
   private tlsOptions(tls: SecureContextOptions): SecureContextOptions {
@@ -135,6 +137,7 @@ export class WebhookServer {
     const handler = handlers[path];
     const started = process.hrtime.bigint();
     const lease = this.bodies.lease();
+    metrics.admissionInFlight.inc();
     try {
       if (!handler)
         throw new HttpError(
@@ -158,7 +161,7 @@ export class WebhookServer {
       if ((error as { code?: string }).code === "ECONNRESET") {
         // The client went away mid-request (an API server timeout, say): nothing to answer.
         metrics.errors.inc({ kind: "client_aborted" });
-        logger.debug({ path, err: errorMessage(error) }, "client closed the connection mid-request");
+        logger.debug({ path, err: error }, "client closed the connection mid-request");
         return;
       }
       const status = error instanceof HttpError ? error.status : 500;
@@ -177,6 +180,7 @@ export class WebhookServer {
         send(response, status, { error: message, status }, close, (error as HttpError).headers);
       else response.destroy();
     } finally {
+      metrics.admissionInFlight.dec();
       lease.release();
       if (handler)
         metrics.admissionDuration.observe(

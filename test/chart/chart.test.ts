@@ -4,13 +4,17 @@
  * rendered output as its comment documents (one table row per value).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { before, describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
 import { helmPath } from "../../scripts/helm.ts";
 import { INSTALL_FILE, renderInstall } from "../../scripts/render-install.ts";
+import { localhostCertificate } from "../../src/certs/testing.ts";
+import { LOG_LEVELS } from "../../src/telemetry/logger.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const CHART = join(ROOT, "charts", "imageshift");
@@ -174,10 +178,14 @@ const fixture = (name: string): Record<string, unknown> =>
 
 /** `helm template <release> charts/imageshift --namespace <namespace> <args>`, parsed. */
 function render(args: string[] = [], release = RELEASE, namespace = NAMESPACE): Rendered {
-  const text = execFileSync(helm, ["template", release, CHART, "--namespace", namespace, ...args], {
-    encoding: "utf8",
-    cwd: ROOT,
-  });
+  const text = execFileSync(
+    helm,
+    ["template", release, CHART, "--namespace", namespace, "--skip-tests", ...args],
+    {
+      encoding: "utf8",
+      cwd: ROOT,
+    },
+  );
   return new Rendered(parseManifests(text), release, namespace);
 }
 
@@ -322,7 +330,7 @@ function expectedClusterPermissions(fullname: string, { compat = true, selfManag
 function expectedRolePermissions(fullname: string, { selfManaged = true } = {}): string[] {
   return grants({
     "coordination.k8s.io/leases": ["create"],
-    "coordination.k8s.io/leases @imageshift-status-writer": ["get", "update"],
+    [`coordination.k8s.io/leases @${fullname}-leader`]: ["get", "update"],
     ...(selfManaged
       ? {
           "/secrets": ["create"],
@@ -401,6 +409,13 @@ function assertConsistent(r: Rendered): void {
       }
     }
   }
+
+  // Leader election: the Lease the server is told to use is the one the Role lets it update.
+  assert.equal(r.arg("leader-election-id"), `${r.deployment.metadata.name}-leader`);
+  assert.ok(
+    r.role.rules.some((rule) => rule.resourceNames?.includes(r.arg("leader-election-id") as string)),
+    "the Role names the Lease",
+  );
 
   // Certificates: the names the server is given are the ones the chart creates.
   const webhookConfigurations = [r.mutating.metadata.name, r.validating.metadata.name];
@@ -614,12 +629,13 @@ describe("safe defaults (default render)", () => {
       "--log-level=info",
       "--namespace-label=imageshift.dev",
       `--leader-election-namespace=${NAMESPACE}`,
+      "--leader-election-id=imageshift-leader",
       "--tls-secret=imageshift-tls",
       "--webhook-configuration=imageshift",
       "--service-name=imageshift",
-      "--ca-validity=3650d",
-      "--certificate-validity=90d",
-      "--renew-before=30d",
+      "--ca-validity=87600h",
+      "--certificate-validity=2160h",
+      "--renew-before=720h",
     ]);
     assert.deepEqual(r.env("POD_NAMESPACE"), {
       name: "POD_NAMESPACE",
@@ -1126,22 +1142,22 @@ const ROWS: Row[] = [
     },
   },
   {
-    values: ["certificates.selfManaged.caValidityDays"],
-    args: set("certificates.selfManaged.caValidityDays=1000"),
-    effect: "--ca-validity=<N>d",
-    check: (r) => assert.equal(r.arg("ca-validity"), "1000d"),
+    values: ["certificates.selfManaged.caValidity"],
+    args: set("certificates.selfManaged.caValidity=24000h"),
+    effect: "--ca-validity",
+    check: (r) => assert.equal(r.arg("ca-validity"), "24000h"),
   },
   {
-    values: ["certificates.selfManaged.certificateValidityDays"],
-    args: set("certificates.selfManaged.certificateValidityDays=45"),
-    effect: "--certificate-validity=<N>d",
-    check: (r) => assert.equal(r.arg("certificate-validity"), "45d"),
+    values: ["certificates.selfManaged.certificateValidity"],
+    args: set("certificates.selfManaged.certificateValidity=1080h"),
+    effect: "--certificate-validity",
+    check: (r) => assert.equal(r.arg("certificate-validity"), "1080h"),
   },
   {
-    values: ["certificates.selfManaged.renewBeforeDays"],
-    args: set("certificates.selfManaged.renewBeforeDays=10"),
-    effect: "--renew-before=<N>d",
-    check: (r) => assert.equal(r.arg("renew-before"), "10d"),
+    values: ["certificates.selfManaged.renewBefore"],
+    args: set("certificates.selfManaged.renewBefore=240h"),
+    effect: "--renew-before",
+    check: (r) => assert.equal(r.arg("renew-before"), "240h"),
   },
   {
     values: ["serviceAccount.create", "serviceAccount.name"],
@@ -1209,6 +1225,34 @@ const ROWS: Row[] = [
     },
   },
   {
+    values: ["nameOverride"],
+    args: set("nameOverride=shift"),
+    release: "edge",
+    effect: "<release>-<nameOverride> names the objects; app.kubernetes.io/name is nameOverride",
+    check: (r) => {
+      assert.equal(r.deployment.metadata.name, "edge-shift");
+      assert.equal(r.arg("leader-election-id"), "edge-shift-leader");
+      assert.equal(r.arg("tls-secret"), "edge-shift-tls");
+      assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/name"], "shift");
+      for (const object of r.objects)
+        assert.equal(object.metadata.labels?.["app.kubernetes.io/name"], "shift");
+    },
+  },
+  {
+    values: ["fullnameOverride"],
+    args: set("fullnameOverride=gateway"),
+    release: "edge",
+    effect: "the whole name of every object, Lease and Secret included",
+    check: (r) => {
+      for (const object of r.objects)
+        assert.ok(object.metadata.name.startsWith("gateway"), `${object.kind} ${object.metadata.name}`);
+      assert.equal(r.deployment.metadata.name, "gateway");
+      assert.equal(r.arg("leader-election-id"), "gateway-leader");
+      assert.equal(r.arg("tls-secret"), "gateway-tls");
+      assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/name"], "imageshift");
+    },
+  },
+  {
     values: ["networkPolicy.enabled"],
     args: set("networkPolicy.enabled=false"),
     effect: "no NetworkPolicy",
@@ -1271,6 +1315,7 @@ for (const [release, fullname] of [
       assert.equal(r.arg("tls-secret"), `${fullname}-tls`);
       assert.equal(r.arg("webhook-configuration"), fullname);
       assert.equal(r.arg("service-name"), fullname);
+      assert.equal(r.arg("leader-election-id"), `${fullname}-leader`);
       assert.equal(r.deployment.spec.selector.matchLabels["app.kubernetes.io/instance"], release);
       assert.deepEqual(permissions(r.clusterRole), expectedClusterPermissions(fullname));
       assert.deepEqual(permissions(r.role), expectedRolePermissions(fullname));
@@ -1316,6 +1361,212 @@ describe("every value changes the render as documented", () => {
       (leaf) => !covered.some((path) => leaf === path || leaf.startsWith(`${path}.`)),
     );
     assert.deepEqual(missing, [], "values.yaml values without a row in this table");
+  });
+});
+
+describe("helm test (templates/tests)", () => {
+  interface TestPod extends Manifest {
+    spec: PodSpec & { restartPolicy: string; automountServiceAccountToken?: boolean };
+  }
+  const testPod = (args: string[] = [], release = RELEASE): TestPod => {
+    const text = execFileSync(
+      helm,
+      [
+        "template",
+        release,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--show-only",
+        "templates/tests/webhook.yaml",
+        ...args,
+      ],
+      { encoding: "utf8", cwd: ROOT },
+    );
+    const objects = parseManifests(text);
+    assert.equal(objects.length, 1);
+    return objects[0] as TestPod;
+  };
+
+  for (const [mode, args] of [
+    ["selfManaged", []],
+    ["certManager", set("certificates.mode=certManager")],
+  ] as const) {
+    it(`${mode}: a test hook pod that calls the webhook Service over TLS with the certificate Secret's CA`, () => {
+      const pod = testPod([...args]);
+      const r = render([...args]);
+      assert.equal(pod.kind, "Pod");
+      assert.equal(pod.metadata.annotations?.["helm.sh/hook"], "test");
+      assert.equal(pod.metadata.namespace, NAMESPACE);
+      assert.equal(pod.spec.restartPolicy, "Never");
+      const container = pod.spec.containers[0]!;
+      assert.equal(container.image, r.container.image, "the image the chart already runs");
+      const service = r.mutating.webhooks[0]!.clientConfig.service;
+      const url = container.env.find((variable) => variable.name === "WEBHOOK_URL")?.value;
+      assert.equal(url, `https://${service.name}.${NAMESPACE}.svc:${service.port}${service.path}`);
+      const secret = pod.spec.volumes?.find((volume) => volume.name === "ca")?.secret?.secretName;
+      assert.equal(secret, r.arg("tls-secret") ?? r.one<Certificate>("Certificate").spec.secretName);
+      // Not selected by the chart's Services, PDB or NetworkPolicy: it is no webhook replica.
+      const selector = r.deployment.spec.selector.matchLabels;
+      assert.ok(
+        Object.entries(selector).some(([key, value]) => pod.metadata.labels?.[key] !== value),
+        "the test pod does not carry the selector labels",
+      );
+      // Restricted pod security, like the chart's own pods.
+      assert.equal(pod.spec.securityContext.runAsNonRoot, true);
+      assert.equal(pod.spec.securityContext.seccompProfile?.type, "RuntimeDefault");
+      assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.deepEqual(container.securityContext.capabilities?.drop, ["ALL"]);
+      assert.equal(pod.spec.automountServiceAccountToken, false);
+    });
+  }
+
+  it("is named after the release and follows fullnameOverride", () => {
+    assert.equal(testPod([], "edge").metadata.name, "edge-imageshift-test");
+    assert.equal(testPod(set("fullnameOverride=gateway")).metadata.name, "gateway-test");
+  });
+
+  it("is left out of dist/install.yaml and of helm template --skip-tests", () => {
+    assert.equal(render().find("Pod"), undefined);
+    const objects = parseManifests(readFileSync(INSTALL_FILE, "utf8"));
+    assert.equal(objects.filter((object) => object.kind === "Pod").length, 0);
+  });
+
+  it("its script passes against a running webhook with the right CA, and fails with another", {
+    timeout: 60_000,
+  }, async () => {
+    const pod = testPod();
+    const container = pod.spec.containers[0] as Container & { command: string[] };
+    const dir = mkdtempSync(join(tmpdir(), "imageshift-helm-test-"));
+    const server = spawn(
+      process.execPath,
+      [
+        join(ROOT, "bin", "imageshift.js"),
+        "serve",
+        ...["--rules", join(ROOT, "examples"), "--bind-address", "127.0.0.1", "--port", "0"],
+        ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0", "--self-signed-dir", dir],
+      ],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      const webhook = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: server.stdout! }).on("line", (line) => {
+          const entry = JSON.parse(line) as { msg?: string; webhook?: string };
+          if (entry.msg === "serving" && entry.webhook) resolve(entry.webhook);
+        });
+        server.once("exit", (code) => reject(new Error(`imageshift serve exited with ${code}`)));
+      });
+      const runScript = (ca: string) => {
+        const [node, ...flags] = container.command;
+        assert.equal(node, "node");
+        return spawnSync(process.execPath, [...flags, ...container.args], {
+          encoding: "utf8",
+          timeout: 30_000,
+          env: { ...process.env, WEBHOOK_URL: `${webhook}/mutate`, NODE_EXTRA_CA_CERTS: ca },
+        });
+      };
+      const passed = runScript(join(dir, "ca.pem"));
+      assert.equal(passed.status, 0, passed.stderr);
+      assert.match(passed.stdout, /answered over TLS: allowed, with a patch/);
+      const { caPem } = await localhostCertificate("another CA");
+      writeFileSync(join(dir, "other-ca.pem"), caPem);
+      const failed = runScript(join(dir, "other-ca.pem"));
+      assert.notEqual(failed.status, 0, "a certificate from another CA is not trusted");
+    } finally {
+      server.kill("SIGTERM");
+      await new Promise((resolve) => server.once("exit", resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("values.schema.json refuses, at install, values the pod would crash-loop on", () => {
+  const SCHEMA = JSON.parse(readFileSync(join(CHART, "values.schema.json"), "utf8")) as {
+    properties: Record<string, unknown>;
+  };
+  const refusedBySchema = (args: string[]) => {
+    const result = spawnSync(helm, ["template", RELEASE, CHART, "--namespace", NAMESPACE, ...args], {
+      encoding: "utf8",
+      cwd: ROOT,
+    });
+    assert.notEqual(result.status, 0, `accepted: ${args.join(" ")}`);
+    assert.match(result.stderr, /values don't meet the specifications of the schema/);
+    return result.stderr;
+  };
+  const cases: [string, string[], RegExp][] = [
+    [
+      "certificates.mode=selfmanaged (the wrong case)",
+      set("certificates.mode=selfmanaged"),
+      /\/certificates\/mode/,
+    ],
+    ["certificates.mode=vault", set("certificates.mode=vault"), /'selfManaged', 'certManager'/],
+    [
+      "a duration in days (90d)",
+      set("certificates.selfManaged.certificateValidity=90d"),
+      /certificateValidity/,
+    ],
+    ["a compound duration (1h30m)", set("certificates.certManager.duration=1h30m"), /duration/],
+    ["a duration without a unit", set("metrics.serviceMonitor.interval=30"), /interval/],
+    ["a mistyped value name (replicas)", set("replicas=3"), /'replicas' not allowed/],
+    ["a mistyped nested name", set("certificates.selfManaged.caValidityDays=3650"), /caValidityDays/],
+    ["logLevel=verbose", set("logLevel=verbose"), /\/logLevel/],
+    ["failurePolicy=fail (the wrong case)", set("failurePolicy=fail"), /\/failurePolicy/],
+    ["replicaCount=0", set("replicaCount=0"), /\/replicaCount/],
+    ["timeoutSeconds=31 (the API server's maximum is 30)", set("timeoutSeconds=31"), /\/timeoutSeconds/],
+    ["image.pullPolicy=always", set("image.pullPolicy=always"), /\/image\/pullPolicy/],
+    ["a fullnameOverride over 53 characters", set(`fullnameOverride=${"x".repeat(54)}`), /fullnameOverride/],
+    ["a nameOverride that is no DNS label", set("nameOverride=Image_Shift"), /nameOverride/],
+    ["a namespaceLabel with a space", set("namespaceLabel=a b"), /namespaceLabel/],
+    ["an apiServerCIDR that is no CIDR", set("networkPolicy.apiServerCIDRs[0]=10.0.0.1"), /apiServerCIDRs/],
+  ];
+  for (const [name, args, names] of cases) {
+    it(name, () => assert.match(refusedBySchema(args), names));
+  }
+
+  it("accepts what Kubernetes accepts: a numeric image tag from --set, resources with claims", () => {
+    assert.equal(render(set("image.tag=2")).container.image, "ghcr.io/imageshift/imageshift:2");
+    const claims = render(set("resources.claims[0].name=gpu")).container.resources as { claims?: unknown };
+    assert.deepEqual(claims.claims, [{ name: "gpu" }]);
+  });
+
+  it("helm install --dry-run refuses certificates.mode=selfmanaged before anything reaches the cluster", () => {
+    const result = spawnSync(
+      helm,
+      [
+        "install",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--set",
+        "certificates.mode=selfmanaged",
+      ],
+      { encoding: "utf8", cwd: ROOT },
+    );
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /\/certificates\/mode/);
+  });
+
+  it("declares every value in values.yaml, and logLevel's choices are the server's", () => {
+    type Node = { properties?: Record<string, Node> } | undefined;
+    const declared = (path: string[]): Node => {
+      let node = SCHEMA as Node;
+      for (const key of path) node = node?.properties?.[key];
+      return node;
+    };
+    const missing: string[] = [];
+    // Objects the schema leaves free-form (resources, affinity, …) are not walked into.
+    const walk = (value: unknown, path: string[]): void => {
+      const node = declared(path);
+      if (!node) missing.push(path.join("."));
+      else if (node.properties && value !== null && typeof value === "object" && !Array.isArray(value))
+        for (const [key, child] of Object.entries(value)) walk(child, [...path, key]);
+    };
+    for (const [key, value] of Object.entries(VALUES)) walk(value, [key]);
+    assert.deepEqual(missing, []);
+    assert.deepEqual((SCHEMA.properties.logLevel as { enum: string[] }).enum, [...LOG_LEVELS]);
   });
 });
 

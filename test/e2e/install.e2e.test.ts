@@ -217,6 +217,8 @@ describe("install", { timeout: 50 * 60_000 }, () => {
         RELEASE,
         "--service-name",
         RELEASE,
+        "--leader-election-id",
+        `${RELEASE}-leader`, // the Lease the chart's Role names
         "--certificate-names",
         "127.0.0.1,localhost",
         "--ca-validity",

@@ -1,12 +1,21 @@
 {{/* Names and labels shared by every template. */}}
-{{- define "imageshift.name" -}}imageshift{{- end }}
+{{- define "imageshift.name" -}}{{ default .Chart.Name .Values.nameOverride | trunc 53 | trimSuffix "-" }}{{- end }}
 
+{{/* 53 characters at most, leaving room for the suffixes of the names built on it (-metrics, -leader). */}}
 {{- define "imageshift.fullname" -}}
-{{- if contains "imageshift" .Release.Name -}}{{ .Release.Name | trunc 53 | trimSuffix "-" }}{{- else -}}{{ printf "%s-imageshift" .Release.Name | trunc 53 | trimSuffix "-" }}{{- end -}}
+{{- if .Values.fullnameOverride -}}
+{{ .Values.fullnameOverride | trunc 53 | trimSuffix "-" }}
+{{- else -}}
+{{- $name := include "imageshift.name" . -}}
+{{- if contains $name .Release.Name -}}{{ .Release.Name | trunc 53 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name $name | trunc 53 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
 {{- end }}
 
+{{/* The leader-election Lease, one per release: two releases in a namespace do not share a leader. */}}
+{{- define "imageshift.leaseName" -}}{{ include "imageshift.fullname" . }}-leader{{- end }}
+
 {{- define "imageshift.labels" -}}
-app.kubernetes.io/name: imageshift
+app.kubernetes.io/name: {{ include "imageshift.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -14,7 +23,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
 {{- define "imageshift.selectorLabels" -}}
-app.kubernetes.io/name: imageshift
+app.kubernetes.io/name: {{ include "imageshift.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 

@@ -13,7 +13,7 @@ import { dirname } from "node:path";
 import { errorMessage, formatIssue, type Location, RuleSourceError } from "../../errors.ts";
 import { Listeners } from "../../platform/listeners.ts";
 import { PathWatcher } from "../../platform/path-watcher.ts";
-import type { Logger } from "../../telemetry/logger.ts";
+import { componentLogger, type Logger } from "../../telemetry/logger.ts";
 import { budgetProblem } from "./budget.ts";
 import type { CompiledObject } from "./compile.ts";
 import {
@@ -56,7 +56,7 @@ export class FileRuleSource implements RuleSource {
 
   constructor(options: FileRuleSourceOptions) {
     this.path = options.path;
-    this.logger = options.logger;
+    this.logger = componentLogger(options.logger, "rules");
     this.pollMs = options.pollMs ?? 5_000;
   }
 
@@ -74,7 +74,7 @@ export class FileRuleSource implements RuleSource {
       pollMs: this.pollMs,
       onChange: () => void this.reload(),
       onWatchError: (folder, error) =>
-        this.logger.warn({ folder, err: errorMessage(error) }, "cannot watch the rules; polling only"),
+        this.logger.warn({ folder, err: error }, "cannot watch the rules; polling only"),
     });
     this.watcher.start();
   }
@@ -107,7 +107,7 @@ export class FileRuleSource implements RuleSource {
       files = await readRuleFiles(this.path);
     } catch (error) {
       this.logger.error(
-        { path: this.path, err: errorMessage(error) },
+        { path: this.path, err: error },
         "rules not reloaded; keeping the last good rule set",
       );
       return false;
