@@ -24,9 +24,14 @@ const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
 const CLUSTER_MODE = process.env.BENCH_MODE === "cluster";
 const CRDS = join(import.meta.dirname, "..", "charts", "imageshift", "crds", "crds.yaml");
 
+/** The process's resident memory, or 0 once it is gone (a server that ran out of heap). */
 function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
 }
 
 function review(): string {
@@ -207,6 +212,8 @@ const pid = server.pid as number;
 try {
   for (let i = 0; ; i++) {
     if (i > 300) throw new Error("the server did not become ready within 30 s");
+    if (server.exitCode !== null || server.signalCode !== null)
+      throw new Error(`the server exited before it was ready (${server.exitCode ?? server.signalCode})`);
     const ready = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).then(
       (r) => r.ok,
       () => false,
@@ -272,8 +279,11 @@ try {
   for (const r of rows)
     console.log(`| ${r.label} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.peakRss} |`);
 } finally {
-  server.kill("SIGTERM");
-  await new Promise((resolve) => server.once("exit", resolve));
+  // Cleaned up whatever happened: a server that already exited (out of heap, say) is not waited for.
+  if (server.exitCode === null && server.signalCode === null) {
+    server.kill("SIGTERM");
+    await new Promise((resolve) => server.once("exit", resolve));
+  }
   await controlPlane?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
