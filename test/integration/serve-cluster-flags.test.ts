@@ -6,19 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
+import { BIN, kubeconfigFor, ROOT, startClusterServe, until, writeKubeconfig } from "./cluster-serve.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const BIN = join(ROOT, "bin", "imageshift.js");
 const LEASE = "/apis/coordination.k8s.io/v1/namespaces/imageshift-system/leases/my-release-leader";
-
-type LogLine = { msg?: string; [key: string]: unknown };
 
 interface Seen {
   method: string;
@@ -68,16 +63,6 @@ class ScriptedApiServer {
   }
 }
 
-async function until<T>(what: string, ms: number, probe: () => T | undefined | Promise<T | undefined>) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 async function scrape(metrics: URL): Promise<string> {
   const response = await fetch(new URL("/metrics", metrics));
   return response.text();
@@ -91,19 +76,11 @@ describe("imageshift serve in cluster mode: --kubeconfig, --leader-election-id, 
   before(async () => {
     temp = await mkdtemp(join(tmpdir(), "imageshift-flags-"));
     await new Promise<void>((resolve) => api.server.listen(0, "127.0.0.1", resolve));
-    const { port } = api.server.address() as AddressInfo;
-    const kubeconfig = {
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{ name: "scripted", cluster: { server: `http://127.0.0.1:${port}` } }],
-      users: [{ name: "scripted", user: { token: "t" } }],
-      contexts: [{ name: "scripted", context: { cluster: "scripted", user: "scripted" } }],
-      "current-context": "scripted",
-    };
-    await writeFile(join(temp, "kubeconfig"), JSON.stringify(kubeconfig));
+    const kubeconfig = kubeconfigFor(api.server);
+    await writeKubeconfig(join(temp, "kubeconfig"), kubeconfig);
     // What $KUBECONFIG names: a cluster nothing listens on, so only --kubeconfig can work.
     kubeconfig.clusters[0] = { name: "scripted", cluster: { server: "http://127.0.0.1:1" } };
-    await writeFile(join(temp, "elsewhere"), JSON.stringify(kubeconfig));
+    await writeKubeconfig(join(temp, "elsewhere"), kubeconfig);
   });
 
   after(async () => {
@@ -116,32 +93,14 @@ describe("imageshift serve in cluster mode: --kubeconfig, --leader-election-id, 
   it("leads with the named Lease, names itself on every request, and counts them", {
     timeout: 60_000,
   }, async () => {
-    const lines: LogLine[] = [];
-    child = spawn(
-      process.execPath,
-      [
-        BIN,
-        "serve",
-        ...["--bind-address", "127.0.0.1", "--port", "0"],
-        ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0"],
-        ...["--self-signed-dir", join(temp, "ca"), "--leader-election-namespace", "imageshift-system"],
-        ...["--kubeconfig", join(temp, "kubeconfig"), "--leader-election-id", "my-release-leader"],
-      ],
-      {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "inherit"],
-        env: { ...process.env, KUBECONFIG: join(temp, "elsewhere") },
-      },
+    const started = startClusterServe(
+      temp,
+      ["--kubeconfig", join(temp, "kubeconfig"), "--leader-election-id", "my-release-leader"],
+      { KUBECONFIG: join(temp, "elsewhere") },
     );
-    createInterface({ input: child.stdout! }).on("line", (text) => {
-      try {
-        lines.push(JSON.parse(text) as LogLine);
-      } catch {
-        lines.push({ msg: `(not JSON) ${text}` });
-      }
-    });
-    const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
-    const serving = await until("serving", 20_000, () => lines.find((line) => line.msg === "serving"));
+    child = started.child;
+    const { lines, exited } = started;
+    const serving = await started.serving;
     const metrics = new URL(String(serving.metrics));
     await until("leading", 10_000, () => lines.find((line) => line.msg === "became the leader"));
 

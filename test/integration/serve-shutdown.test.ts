@@ -5,23 +5,18 @@
  * The API server is a scripted stand-in over plain HTTP, reached through a kubeconfig.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { RELEASE_TIMEOUT_MS } from "../../src/k8s/leader.ts";
+import { kubeconfigFor, startClusterServe, until, writeKubeconfig } from "./cluster-serve.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const BIN = join(ROOT, "bin", "imageshift.js");
 const LEASE = "/apis/coordination.k8s.io/v1/namespaces/imageshift-system/leases/imageshift-status-writer";
 /** Headroom over the release bound for the rest of the shutdown on a loaded machine. */
 const MARGIN_MS = 1500;
-
-type LogLine = { msg?: string; [key: string]: unknown };
 
 /** Lists are empty, watches stay open, the Lease is kept; with `answering` false, nothing is answered. */
 class ScriptedApiServer {
@@ -70,20 +65,6 @@ function readyz(url: URL): Promise<number | "refused"> {
   });
 }
 
-async function until<T>(
-  what: string,
-  ms: number,
-  probe: () => T | undefined | Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe("imageshift serve in cluster mode: SIGTERM with the API server not answering", () => {
   const api = new ScriptedApiServer();
   let temp = "";
@@ -92,16 +73,8 @@ describe("imageshift serve in cluster mode: SIGTERM with the API server not answ
   before(async () => {
     temp = await mkdtemp(join(tmpdir(), "imageshift-shutdown-"));
     await new Promise<void>((resolve) => api.server.listen(0, "127.0.0.1", resolve));
-    const { port } = api.server.address() as AddressInfo;
-    const kubeconfig = {
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{ name: "scripted", cluster: { server: `http://127.0.0.1:${port}` } }],
-      users: [{ name: "scripted", user: { token: "t" } }],
-      contexts: [{ name: "scripted", context: { cluster: "scripted", user: "scripted" } }],
-      "current-context": "scripted",
-    };
-    await writeFile(join(temp, "kubeconfig"), JSON.stringify(kubeconfig));
+    const kubeconfig = kubeconfigFor(api.server);
+    await writeKubeconfig(join(temp, "kubeconfig"), kubeconfig);
   });
 
   after(async () => {
@@ -114,31 +87,10 @@ describe("imageshift serve in cluster mode: SIGTERM with the API server not answ
   it(`turns not ready at once and exits within ${RELEASE_TIMEOUT_MS} ms (the release bound) and a margin`, {
     timeout: 60_000,
   }, async () => {
-    const lines: LogLine[] = [];
-    child = spawn(
-      process.execPath,
-      [
-        BIN,
-        "serve",
-        ...["--bind-address", "127.0.0.1", "--port", "0"],
-        ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0"],
-        ...["--self-signed-dir", join(temp, "ca"), "--leader-election-namespace", "imageshift-system"],
-      ],
-      {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "inherit"],
-        env: { ...process.env, KUBECONFIG: join(temp, "kubeconfig") },
-      },
-    );
-    createInterface({ input: child.stdout! }).on("line", (text) => {
-      try {
-        lines.push(JSON.parse(text) as LogLine);
-      } catch {
-        lines.push({ msg: `(not JSON) ${text}` });
-      }
-    });
-    const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
-    const serving = await until("serving", 20_000, () => lines.find((line) => line.msg === "serving"));
+    const started = startClusterServe(temp, [], { KUBECONFIG: join(temp, "kubeconfig") });
+    child = started.child;
+    const { lines, exited } = started;
+    const serving = await started.serving;
     const metrics = new URL(String(serving.metrics));
     await until("ready", 10_000, async () => ((await readyz(metrics)) === 200 ? true : undefined));
     await until("leading", 10_000, () => lines.find((line) => line.msg === "became the leader"));
