@@ -18,6 +18,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   engine: ["errors.ts", "telemetry", "platform", "api"],
   k8s: ["errors.ts", "version.ts", "telemetry", "platform"],
   manager: ["errors.ts", "telemetry"],
+  registry: ["errors.ts", "version.ts", "telemetry", "platform"],
   admission: ["errors.ts", "telemetry", "api", "engine"],
   certs: ["errors.ts", "telemetry", "platform", "k8s"],
   operator: ["errors.ts", "telemetry", "platform", "api", "engine", "k8s", "certs", "manager"],
