@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -80,4 +80,22 @@ export function startClusterServe(temp: string, extraArgs: string[], env: NodeJS
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const serving = until("serving", 20_000, () => lines.find((line) => line.msg === "serving"));
   return { child, lines, exited, serving };
+}
+
+/** Reads a request's body, then calls `answer` with it and a JSON `send`. */
+export function withBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  answer: (body: string, send: (status: number, value: unknown) => void) => void,
+): void {
+  let body = "";
+  req.on("data", (chunk: Buffer) => {
+    body += chunk.toString();
+  });
+  req.on("end", () =>
+    answer(body, (status, value) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(value));
+    }),
+  );
 }

@@ -11,7 +11,15 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { BIN, kubeconfigFor, ROOT, startClusterServe, until, writeKubeconfig } from "./cluster-serve.ts";
+import {
+  BIN,
+  kubeconfigFor,
+  ROOT,
+  startClusterServe,
+  until,
+  withBody,
+  writeKubeconfig,
+} from "./cluster-serve.ts";
 
 const LEASE = "/apis/coordination.k8s.io/v1/namespaces/imageshift-system/leases/my-release-leader";
 
@@ -41,15 +49,7 @@ class ScriptedApiServer {
       res.flushHeaders();
       return;
     }
-    let body = "";
-    req.on("data", (chunk: Buffer) => {
-      body += chunk.toString();
-    });
-    req.on("end", () => {
-      const send = (status: number, value: unknown) => {
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(value));
-      };
+    withBody(req, res, (body, send) => {
       if (url.pathname.includes("/leases")) {
         if (url.pathname !== LEASE && req.method !== "POST") return send(404, { code: 404 });
         if (req.method === "GET") return this.lease ? send(200, this.lease) : send(404, { code: 404 });

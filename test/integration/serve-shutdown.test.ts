@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { RELEASE_TIMEOUT_MS } from "../../src/k8s/leader.ts";
-import { kubeconfigFor, startClusterServe, until, writeKubeconfig } from "./cluster-serve.ts";
+import { kubeconfigFor, startClusterServe, until, withBody, writeKubeconfig } from "./cluster-serve.ts";
 
 const LEASE = "/apis/coordination.k8s.io/v1/namespaces/imageshift-system/leases/imageshift-status-writer";
 /** Headroom over the release bound for the rest of the shutdown on a loaded machine. */
@@ -35,15 +35,7 @@ class ScriptedApiServer {
       if (watching) res.writeHead(200, { "content-type": "application/json" });
       return;
     }
-    let body = "";
-    req.on("data", (chunk: Buffer) => {
-      body += chunk.toString();
-    });
-    req.on("end", () => {
-      const send = (status: number, value: unknown) => {
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(value));
-      };
+    withBody(req, res, (body, send) => {
       if (url.pathname !== LEASE && !url.pathname.endsWith("/leases"))
         return send(200, { metadata: { resourceVersion: "1" }, items: [] });
       if (req.method === "GET") return this.lease ? send(200, this.lease) : send(404, { code: 404 });
