@@ -55,6 +55,54 @@ export const RegexSwapSchema = Type.Object({
   target: NonEmptyString("Replacement with $1, ${1}, ${name} and $$."),
 });
 
+/** The annotation that gives a `RegistryRewriteRule` a verification policy (JSON of `VerifySchema`). */
+export const VERIFY_ANNOTATION = "imageshift.dev/verify";
+
+/** At most this many insecure registries per object: a list to scan per check, kept short. */
+export const MAX_INSECURE_REGISTRIES = 32;
+
+export const VerifySchema = Type.Object(
+  {
+    mode: Type.Optional(
+      Type.Union([Type.Literal("None"), Type.Literal("Presence"), Type.Literal("Digest")], {
+        default: "None",
+        description:
+          "None: rewrite without asking the target registry. Presence: rewrite only when the target manifest exists. Digest: Presence, and the target must serve the original's digest (pinned, or upstream's digest for the tag).",
+      }),
+    ),
+    whenAbsent: Type.Optional(
+      Type.Union([Type.Literal("KeepOriginal"), Type.Literal("NextRule")], {
+        default: "KeepOriginal",
+        description: "When the target lacks the image: keep the original, or try the next matching rule.",
+      }),
+    ),
+    whenUnknown: Type.Optional(
+      Type.Union([Type.Literal("Rewrite"), Type.Literal("KeepOriginal")], {
+        default: "Rewrite",
+        description:
+          "When the registry cannot answer in time (timeout, 5xx, 429, circuit open): trust the rule, or keep the original.",
+      }),
+    ),
+    credentialsSecret: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 253,
+        pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description:
+          "A kubernetes.io/dockerconfigjson Secret in ImageShift's own namespace with credentials for the registries checked.",
+      }),
+    ),
+    insecureRegistries: Type.Optional(
+      Type.Array(NonEmptyString("Registry host reached over plain HTTP."), {
+        maxItems: MAX_INSECURE_REGISTRIES,
+        description: "Registries asked over plain HTTP instead of HTTPS (a local mirror).",
+      }),
+    ),
+  },
+  { description: "Ask the target registry before rewriting (docs/mirrors.md)." },
+);
+export type Verify = Static<typeof VerifySchema>;
+
 export const ImageshiftSpecSchema = Type.Object({
   default: Type.Optional(
     Type.String({
@@ -72,6 +120,7 @@ export const ImageshiftSpecSchema = Type.Object({
   ),
   namespaceSelector: Type.Optional(LabelSelectorSchema),
   podSelector: Type.Optional(LabelSelectorSchema),
+  verify: Type.Optional(VerifySchema),
   exclude: Type.Optional(
     Type.Array(NonEmptyString("RE2 expression over the canonical image."), {
       description: "Images matching any of these are never rewritten by this object.",
@@ -120,6 +169,7 @@ export type CompatSpec = Static<typeof CompatSpecSchema>;
 export const MetadataSchema = Type.Object({
   name: NonEmptyString("Object name."),
   generation: Type.Optional(Type.Integer()),
+  annotations: Type.Optional(StringMap("Object annotations; `imageshift.dev/verify` is read.")),
 });
 
 export const ImageshiftSchema = Type.Object({

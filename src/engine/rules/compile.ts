@@ -23,8 +23,9 @@ import { DOCKER_HUB, parseReference, parseRegistryPrefix } from "../image/refere
 import { ruleField, StringTable } from "./compact.ts";
 import { probeWarning } from "./probe.ts";
 import { compilePattern, parseTemplate } from "./regex.ts";
-import type { Mode, RegexRule, Rule, RuleRef, Scope } from "./rule.ts";
+import type { Mode, RegexRule, Rule, RuleRef, Scope, VerifyPolicy } from "./rule.ts";
 import { compileSelector, selectorProblems } from "./selector.ts";
+import { compileVerify, compileVerifyAnnotation, targetRegistries, type VerifyResult } from "./verify.ts";
 
 /** A validated object and the rules that survived validation. */
 export interface CompiledObject {
@@ -35,6 +36,10 @@ export interface CompiledObject {
   readonly rules: readonly Rule[];
   /** Rules the object declares, valid or not. */
   readonly declaredRules: number;
+  /** Its verification policy, when its rewrites are checked (docs/mirrors.md). */
+  readonly verify?: VerifyPolicy;
+  /** With a policy: the registries its rules send images to (`verify.ts`, `targetRegistries`). */
+  readonly targetRegistries?: readonly string[];
 }
 
 export interface CompileResult {
@@ -126,15 +131,18 @@ function finish(
   location: Location,
   rules: Rule[],
   declaredRules: number,
+  verify: VerifyPolicy | undefined,
 ): CompileResult {
   if (list.objectBroken || !meta.name) return { issues: list.issues };
+  const kept = rules.filter((rule) => !list.badRules.has(rule.ref.field));
   const object: CompiledObject = {
     kind,
     name: meta.name,
     location,
-    rules: rules.filter((rule) => !list.badRules.has(rule.ref.field)),
+    rules: kept,
     declaredRules,
     ...(meta.generation === undefined ? {} : { generation: meta.generation }),
+    ...(verify ? { verify, targetRegistries: targetRegistries(kept) } : {}),
   };
   return { object, issues: list.issues };
 }
@@ -146,6 +154,12 @@ function finish(
  */
 function position(list: number, key: number, index: number): number {
   return list * 1e13 + (key + 1e3) * 1e7 + index;
+}
+
+/** Reports a policy's problems on the object (they are object-level fields) and passes it on. */
+function reportVerify(list: IssueList, result: VerifyResult): VerifyResult {
+  for (const problem of result.problems) list.error(problem.field, problem.message);
+  return result;
 }
 
 /** A rule that catches images of registries its pattern does not name gets a warning. */
@@ -191,10 +205,12 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
     for (const warning of compiled.pattern.warnings) list.warn(`spec.exclude[${i}]`, warning);
     return [compiled.pattern];
   });
+  const { policy: verify } = reportVerify(list, compileVerify(spec.verify));
   const scope: Scope = {
     namespaceSelector: compileSelector(spec.namespaceSelector),
     podSelector: compileSelector(spec.podSelector),
     exclude,
+    ...(verify ? { verify } : {}),
   };
   const mode = (spec.mode ?? "Enforce") as Mode;
   const priority = spec.priority ?? 0;
@@ -279,7 +295,7 @@ function compileImageshift(doc: Record<string, unknown>, location: Location): Co
     });
   });
 
-  return finish(list, IMAGESHIFT_KIND, meta, location, rules, declared);
+  return finish(list, IMAGESHIFT_KIND, meta, location, rules, declared, verify);
 }
 
 function compileCompat(doc: Record<string, unknown>, location: Location): CompileResult {
@@ -288,6 +304,10 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
   checkSchema(RegistryRewriteRuleSchema, doc, list);
   if (list.objectBroken) return { issues: list.issues };
   const spec = (doc as RegistryRewriteRule).spec;
+  const { policy: verify } = reportVerify(
+    list,
+    compileVerifyAnnotation((doc as RegistryRewriteRule).metadata.annotations),
+  );
   const rules: Rule[] = [];
   spec.rules.forEach((entry, i) => {
     const field = ruleField("rules", i);
@@ -309,6 +329,7 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
       podSelector: compileSelector({ matchLabels: entry.conditions?.labels ?? {} }),
       exclude: [],
       ...(namespaces && namespaces.length > 0 ? { namespaces: new Set(namespaces) } : {}),
+      ...(verify ? { verify } : {}),
     };
     const rule: RegexRule = {
       type: "regex",
@@ -325,5 +346,5 @@ function compileCompat(doc: Record<string, unknown>, location: Location): Compil
     warnReach(list, `${field}.match`, rule);
     rules.push(rule);
   });
-  return finish(list, COMPAT_KIND, meta, location, rules, spec.rules.length);
+  return finish(list, COMPAT_KIND, meta, location, rules, spec.rules.length, verify);
 }

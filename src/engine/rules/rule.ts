@@ -33,6 +33,23 @@ export interface Scope {
   readonly namespaces?: ReadonlySet<string>;
   /** Images (canonical form) matching any of these are out of scope. */
   readonly exclude: readonly CompiledPattern[];
+  /**
+   * How the object's rewrites are checked against the target registry; undefined when they are
+   * not (mode None). Kept here, on the one Scope an object's rules share, not on each rule.
+   */
+  readonly verify?: VerifyPolicy;
+}
+
+/** A rule object's verification policy, validated (`spec.verify`, or the compat annotation). */
+export interface VerifyPolicy {
+  /** Presence: the target manifest must exist. Digest: and serve the original's digest. */
+  readonly mode: "Presence" | "Digest";
+  readonly whenAbsent: "KeepOriginal" | "NextRule";
+  readonly whenUnknown: "Rewrite" | "KeepOriginal";
+  /** A dockerconfigjson Secret in ImageShift's namespace; undefined for anonymous checks. */
+  readonly credentials?: string;
+  /** Registry hosts asked over plain HTTP. */
+  readonly insecure: ReadonlySet<string>;
 }
 
 export type Mode = "Enforce" | "Audit";

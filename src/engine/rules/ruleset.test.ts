@@ -265,3 +265,34 @@ describe("robustness", () => {
     assert.match(result.error ?? "", /"NGINX"/);
   });
 });
+
+describe("passing over rules (a target that lacked the image)", () => {
+  const { ruleSet } = rulesFromYaml(`apiVersion: imageshift.dev/v1
+kind: Imageshift
+metadata: { name: first }
+spec:
+  priority: 10
+  verify: { mode: Presence, whenAbsent: NextRule }
+  mappings: { swap: [{ registry: docker.io, target: mirror-a.corp }] }
+---
+apiVersion: imageshift.dev/v1
+kind: Imageshift
+metadata: { name: second }
+spec:
+  mappings: { swap: [{ registry: docker.io, target: mirror-b.corp }] }
+`);
+
+  test("an excluded rule is passed over and the next in order decides", () => {
+    const first = ruleSet.rewrite("nginx:1.25");
+    assert.equal(first.output, "mirror-a.corp/library/nginx:1.25");
+    assert.equal(first.verify?.mode, "Presence");
+    assert.ok(first.rule);
+    const next = ruleSet.rewrite("nginx:1.25", {}, new Set([first.rule]));
+    assert.equal(next.output, "mirror-b.corp/library/nginx:1.25");
+    assert.equal(next.verify, undefined, "the second object checks nothing");
+    assert.ok(next.rule);
+    const none = ruleSet.rewrite("nginx:1.25", {}, new Set([first.rule, next.rule]));
+    assert.equal(none.changed, false);
+    assert.equal(none.rule, null);
+  });
+});

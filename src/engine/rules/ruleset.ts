@@ -30,6 +30,7 @@ import {
   type RuleRef,
   type Scope,
   sameExactImage,
+  type VerifyPolicy,
 } from "./rule.ts";
 
 export interface RewriteResult {
@@ -43,6 +44,8 @@ export interface RewriteResult {
   readonly error?: string;
   /** The error is a bug or an unexpected failure, not bad input: callers fail open or closed. */
   readonly internal?: true;
+  /** The deciding rule's verification policy, when its rewrite must be checked first. */
+  readonly verify?: VerifyPolicy;
   /** What the first matching Audit rule would have done (nothing was changed for it). */
   readonly audit?: { readonly output: string; readonly rule: RuleRef; readonly error?: string };
 }
@@ -247,8 +250,11 @@ interface Decision {
 class Search {
   best: Decision | undefined;
   readonly context: EvaluationContext;
-  constructor(context: EvaluationContext) {
+  /** Rules already tried and refused for this image (their target lacked it). */
+  readonly excluded: ReadonlySet<RuleRef> | undefined;
+  constructor(context: EvaluationContext, excluded?: ReadonlySet<RuleRef>) {
     this.context = context;
+    this.excluded = excluded;
   }
 
   /** Candidate lists are in rank order: the first in-scope entry that matches is the list's best. */
@@ -264,6 +270,7 @@ class Search {
   /** Tries one candidate; true when the rest of its list cannot do better. */
   private offer({ rank, rule }: Ranked, subject: Subject): boolean {
     if (this.best && rank >= this.best.rank) return true;
+    if (this.excluded?.has(rule.ref)) return false;
     if (!inScope(rule.scope, this.context, subject.canonical)) return false;
     const result = attempt(rule, subject);
     if (!result) return false;
@@ -295,8 +302,8 @@ class RuleIndex {
     return this.partitions.length === 0;
   }
 
-  decide(hub: Subject, context: EvaluationContext): Decision | undefined {
-    const search = new Search(context);
+  decide(hub: Subject, context: EvaluationContext, excluded?: ReadonlySet<RuleRef>): Decision | undefined {
+    const search = new Search(context, excluded);
     for (const partition of this.partitions) {
       let subject = hub;
       if (partition.defaultDomain !== DOCKER_HUB) {
@@ -355,13 +362,16 @@ export class RuleSet {
 
   static readonly EMPTY = new RuleSet([]);
 
-  /** Rewrites one image for a pod. Never throws: internal failures come back as `error`. */
-  rewrite(input: string, context: EvaluationContext = {}): RewriteResult {
+  /**
+   * Rewrites one image for a pod. Never throws: internal failures come back as `error`.
+   * `excluded` rules are passed over (their target lacked the image: the next rule is tried).
+   */
+  rewrite(input: string, context: EvaluationContext = {}, excluded?: ReadonlySet<RuleRef>): RewriteResult {
     try {
       const parsed = parseCached(input);
       if (!parsed.ok) return { input, output: input, changed: false, rule: null, error: parsed.error };
       const hub = new Subject(input, parsed.reference);
-      const result = toResult(hub, this.enforce.decide(hub, context));
+      const result = toResult(hub, this.enforce.decide(hub, context, excluded));
       if (this.audit.empty) return result;
       const audited = this.audit.decide(hub, context);
       if (!audited) return result;
@@ -391,5 +401,7 @@ function toResult(hub: Subject, decision: Decision | undefined): RewriteResult {
   if ("error" in result) return { input, output: input, changed: false, rule, error: result.error };
   // A rewrite to the identical image is no change.
   if (sameImage(result.reference, hub.reference)) return { input, output: input, changed: false, rule };
+  const { verify } = decision.rule.scope;
+  if (verify) return { input, output: result.output, changed: true, rule, verify };
   return { input, output: result.output, changed: true, rule };
 }
