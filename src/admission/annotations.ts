@@ -21,6 +21,8 @@ export interface OriginalImage {
   readonly image: string;
   /** `Kind/name field`, e.g. `Imageshift/airgap spec.mappings.swap[0]`. */
   readonly rule: string;
+  /** What the target registry said, when the rule object asks for checks (docs/mirrors.md). */
+  readonly check?: string;
 }
 
 export type OriginalImages = Record<string, OriginalImage>;
@@ -56,7 +58,12 @@ export function readOriginalImages(pod: unknown): OriginalImages {
     for (const [key, value] of Object.entries(parsed)) {
       const entry = value as Partial<OriginalImage> | null;
       if (entry && typeof entry.original === "string" && typeof entry.image === "string") {
-        record[key] = { original: entry.original, image: entry.image, rule: String(entry.rule ?? "") };
+        record[key] = {
+          original: entry.original,
+          image: entry.image,
+          rule: String(entry.rule ?? ""),
+          ...(typeof entry.check === "string" ? { check: entry.check } : {}),
+        };
       }
     }
     return record;

@@ -16,6 +16,7 @@ import { Metrics } from "../telemetry/metrics.ts";
 import { ORIGINAL_IMAGES_ANNOTATION, type OriginalImages } from "./annotations.ts";
 import { appliesTo, candidates, handleMutate, type MutateResult, type Rewriter } from "./mutate.ts";
 import { type AdmissionRequest, type AdmissionReview, decodeReview } from "./review.ts";
+import type { Verification } from "./verify.ts";
 
 // ---------------------------------------------------------------------------------------
 // Fixtures and rules
@@ -87,12 +88,15 @@ interface RunOptions {
   namespaceLabels?: (namespace: string) => Labels | undefined;
   strict?: boolean;
   namespaceLabel?: string;
+  verification?: Verification;
 }
 
-function run(request: AdmissionRequest, options: RunOptions = {}): Run {
+async function run(request: AdmissionRequest, options: RunOptions = {}): Promise<Run> {
   const metrics = new Metrics();
   const logs: LogLine[] = [];
-  const logger = createLogger("info", { write: (line: string) => void logs.push(JSON.parse(line)) });
+  const logger = createLogger(options.verification ? "debug" : "info", {
+    write: (line: string) => void logs.push(JSON.parse(line)),
+  });
   const rewriter = "rules" in options ? options.rules : MIRROR;
   const calls: Run["calls"] = [];
   const spy: Rewriter | undefined = rewriter && {
@@ -102,12 +106,13 @@ function run(request: AdmissionRequest, options: RunOptions = {}): Run {
     },
   };
   const before = structuredClone(request);
-  const result = handleMutate(request, {
+  const result = await handleMutate(request, {
     rules: () => spy,
     namespaceLabels: options.namespaceLabels ?? (() => undefined),
     failClosed: options.failClosed ?? false,
     ...(options.strict !== undefined ? { strict: options.strict } : {}),
     ...(options.namespaceLabel !== undefined ? { namespaceLabel: options.namespaceLabel } : {}),
+    ...(options.verification ? { verification: options.verification } : {}),
     metrics,
     logger,
   });
@@ -229,7 +234,7 @@ function unchanged(input: string): RewriteResult {
 // ---------------------------------------------------------------------------------------
 
 describe("recorded fixtures", () => {
-  test("are admission.k8s.io/v1 AdmissionReview requests", () => {
+  test("are admission.k8s.io/v1 AdmissionReview requests", async () => {
     for (const name of [
       "pod-create.json",
       "pod-create-all-image-fields.json",
@@ -258,7 +263,7 @@ describe("recorded fixtures", () => {
 
 describe("appliesTo", () => {
   const pods = { group: "", version: "v1", resource: "pods" };
-  test("pods and pods/ephemeralcontainers on CREATE and UPDATE only", () => {
+  test("pods and pods/ephemeralcontainers on CREATE and UPDATE only", async () => {
     assert.equal(appliesTo({ uid: "u", resource: pods, operation: "CREATE" }), true);
     assert.equal(appliesTo({ uid: "u", resource: pods, operation: "UPDATE" }), true);
     assert.equal(
@@ -301,7 +306,7 @@ describe("appliesTo", () => {
 });
 
 describe("candidates", () => {
-  test("CREATE: every image field, the record notwithstanding (it is checked later)", () => {
+  test("CREATE: every image field, the record notwithstanding (it is checked later)", async () => {
     const request = fixture("pod-create-reinvoked-injected-sidecar.json");
     assert.deepEqual(
       candidates(request).map((field) => field.key),
@@ -309,7 +314,7 @@ describe("candidates", () => {
     );
   });
 
-  test("UPDATE: only fields whose image differs from oldObject", () => {
+  test("UPDATE: only fields whose image differs from oldObject", async () => {
     const request = fixture("pod-update-set-image.json");
     assert.deepEqual(
       candidates(request).map((field) => [field.key, field.image]),
@@ -320,7 +325,7 @@ describe("candidates", () => {
 
 describe("Pod CREATE", () => {
   test("containers, initContainers, ephemeralContainers and image volumes are rewritten", async () => {
-    const result = run(fixture("pod-create-all-image-fields.json"));
+    const result = await run(fixture("pod-create-all-image-fields.json"));
     assert.equal(result.review.response.warnings, undefined);
     assertPatchedPod(
       result,
@@ -397,8 +402,8 @@ describe("Pod CREATE", () => {
     assert.equal(await metricValue(result.metrics, "imageshift_errors_total"), 0);
   });
 
-  test("one log line per rewrite with namespace, pod, container, from, to and rule", () => {
-    const result = run(fixture("pod-create-all-image-fields.json"));
+  test("one log line per rewrite with namespace, pod, container, from, to and rule", async () => {
+    const result = await run(fixture("pod-create-all-image-fields.json"));
     const lines = rewriteLogs(result);
     assert.equal(lines.length, 7);
     for (const line of lines) {
@@ -435,7 +440,7 @@ describe("Pod CREATE", () => {
   });
 
   test("a ReplicaSet pod (generateName): other annotations kept, pod named by its generateName", async () => {
-    const result = run(fixture("pod-create.json"));
+    const result = await run(fixture("pod-create.json"));
     const pod = assertPatchedPod(
       result,
       {
@@ -481,10 +486,10 @@ describe("Pod CREATE", () => {
     );
   });
 
-  test("a pod without metadata.annotations gets the annotation map created", () => {
+  test("a pod without metadata.annotations gets the annotation map created", async () => {
     const request = fixture("pod-create-no-annotations.json");
     assert.equal((request.object as Pod).metadata?.annotations, undefined);
-    const result = run(request);
+    const result = await run(request);
     const ops = decodePatch(result.review);
     assert.deepEqual(ops.at(-1)?.path, "/metadata/annotations");
     const pod = assertPatchedPod(
@@ -502,12 +507,12 @@ describe("Pod CREATE", () => {
     assert.deepEqual(pod.metadata?.labels, { run: "tmp-shell" });
   });
 
-  test("a pod with other annotations: they are kept, not clobbered", () => {
+  test("a pod with other annotations: they are kept, not clobbered", async () => {
     const request = fixture("pod-create-dry-run.json");
     const lastApplied = (request.object as Pod).metadata?.annotations?.[
       "kubectl.kubernetes.io/last-applied-configuration"
     ];
-    const result = run({ ...request, dryRun: false });
+    const result = await run({ ...request, dryRun: false });
     const ops = decodePatch(result.review);
     assert.equal(ops.at(-1)?.path, "/metadata/annotations/imageshift.dev~1original-images");
     const pod = assertPatchedPod(
@@ -527,13 +532,13 @@ describe("Pod CREATE", () => {
     );
   });
 
-  test("an existing original-images annotation that is not ours is replaced, other annotations kept", () => {
+  test("an existing original-images annotation that is not ours is replaced, other annotations kept", async () => {
     const request = withAnnotations(fixture("pod-create-no-annotations.json"), {
       [ORIGINAL_IMAGES_ANNOTATION]: "not json",
       team: "a",
     });
     const pod = assertPatchedPod(
-      run(request),
+      await run(request),
       { "/spec/containers/0/image": "mirror.local/hub/library/alpine:3.20" },
       {
         "containers/tmp-shell": {
@@ -547,7 +552,7 @@ describe("Pod CREATE", () => {
   });
 
   test("nothing to rewrite: allowed, no patch, no annotation", async () => {
-    const result = run(fixture("pod-create-all-image-fields.json"), { rules: RuleSet.EMPTY });
+    const result = await run(fixture("pod-create-all-image-fields.json"), { rules: RuleSet.EMPTY });
     assertNoPatch(result);
     assert.equal(result.outcome, "unchanged");
     assert.equal(result.review.response.warnings, undefined);
@@ -560,7 +565,7 @@ describe("Pod CREATE", () => {
 describe("Pod UPDATE", () => {
   test("only the container whose image changed is considered; unchanged images are left", async () => {
     const request = fixture("pod-update-set-image.json");
-    const result = run(request);
+    const result = await run(request);
     // The rewriter was asked about the changed image only, though rules match the others.
     assert.deepEqual(
       result.calls.map((call) => call.image),
@@ -601,20 +606,20 @@ describe("Pod UPDATE", () => {
     assert.equal(rewriteLogs(result)[0]?.pod, "web-7d4b9c-x2x8q");
   });
 
-  test("no image changed (say, a label update): allowed without a patch", () => {
+  test("no image changed (say, a label update): allowed without a patch", async () => {
     const request = fixture("pod-update-set-image.json");
     setAt(request.object, "/spec/containers/0/image", "nginx:1.25");
     (request.object as Pod).metadata = {
       ...(request.object as Pod).metadata,
       labels: { app: "web", tier: "edge" },
     };
-    const result = run(request);
+    const result = await run(request);
     assertNoPatch(result);
     assert.equal(result.outcome, "unchanged");
     assert.equal(result.calls.length, 0);
   });
 
-  test("a container ImageShift rewrote earlier gets a new image: rewritten, its record entry replaced", () => {
+  test("a container ImageShift rewrote earlier gets a new image: rewritten, its record entry replaced", async () => {
     const record: OriginalImages = {
       "containers/app": {
         original: "nginx:1.25",
@@ -637,7 +642,7 @@ describe("Pod UPDATE", () => {
     }
     setAt(request.oldObject, "/spec/containers/0/image", "mirror.local/hub/library/nginx:1.25");
     assertPatchedPod(
-      run(request),
+      await run(request),
       { "/spec/containers/0/image": "mirror.local/hub/library/nginx:1.27" },
       {
         "containers/app": {
@@ -652,10 +657,10 @@ describe("Pod UPDATE", () => {
 });
 
 describe("pods/ephemeralcontainers (kubectl debug)", () => {
-  test("the new ephemeral container is rewritten; the record is merged", () => {
+  test("the new ephemeral container is rewritten; the record is merged", async () => {
     const request = fixture("pod-ephemeralcontainers-debug.json");
     assert.equal(request.subResource, "ephemeralcontainers");
-    const result = run(request);
+    const result = await run(request);
     assert.deepEqual(
       result.calls.map((call) => call.image),
       ["busybox:1.36"],
@@ -698,7 +703,7 @@ describe("re-invocation", () => {
     // (Rules that make something else of the originals: "a stale entry", below.)
     const request = fixture("pod-create-reinvoked.json");
     for (const rules of [CATCH_ALL, rulesFromYaml(`${MIRROR_YAML}\n---\n${CATCH_ALL_YAML}`).ruleSet]) {
-      const result = run(request, { rules });
+      const result = await run(request, { rules });
       assertNoPatch(result);
       assert.equal(result.outcome, "unchanged");
       assert.equal(result.review.response.warnings, undefined);
@@ -723,17 +728,17 @@ describe("re-invocation", () => {
     }
   });
 
-  test("(control) without the annotation, the catch-all rule would rewrite its own output again", () => {
+  test("(control) without the annotation, the catch-all rule would rewrite its own output again", async () => {
     const request = fixture("pod-create-reinvoked.json");
     delete (request.object as Pod).metadata?.annotations?.[ORIGINAL_IMAGES_ANNOTATION];
-    const pod = applied(run(request, { rules: CATCH_ALL }));
+    const pod = applied(await run(request, { rules: CATCH_ALL }));
     assert.equal(
       jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
       "mirror.local/mirror.local/docker.io/library/nginx:1.25",
     );
   });
 
-  test("a second pass over our own output is a no-op, for every CREATE fixture", () => {
+  test("a second pass over our own output is a no-op, for every CREATE fixture", async () => {
     for (const name of [
       "pod-create.json",
       "pod-create-all-image-fields.json",
@@ -742,18 +747,18 @@ describe("re-invocation", () => {
       "pod-create-invalid-image.json",
       "pod-create-reinvoked-injected-sidecar.json",
     ]) {
-      const first = run(fixture(name), { rules: CATCH_ALL });
+      const first = await run(fixture(name), { rules: CATCH_ALL });
       assert.equal(first.outcome, "patched", name);
-      const second = run({ ...first.request, object: applied(first) }, { rules: CATCH_ALL });
+      const second = await run({ ...first.request, object: applied(first) }, { rules: CATCH_ALL });
       assert.equal(second.outcome, "unchanged", name);
       assert.equal(second.review.response.patch, undefined, name);
     }
   });
 
-  test("a container injected after our first pass is rewritten; existing entries and annotations kept", () => {
+  test("a container injected after our first pass is rewritten; existing entries and annotations kept", async () => {
     const request = fixture("pod-create-reinvoked-injected-sidecar.json");
     const before = (request.object as Pod).metadata?.annotations ?? {};
-    const result = run(request, { rules: CATCH_ALL });
+    const result = await run(request, { rules: CATCH_ALL });
     // cart's recorded original is evaluated to check the record; cart itself is not.
     assert.deepEqual(
       result.calls.map((call) => call.image),
@@ -816,7 +821,7 @@ describe("the original-images record is trusted only when the current rules agre
   ];
   for (const [label, entry] of forgeries) {
     test(`a hand-written entry ${label}: ignored, the image rewritten, logged and counted`, async () => {
-      const result = run(withRecord({ "containers/tmp-shell": entry }));
+      const result = await run(withRecord({ "containers/tmp-shell": entry }));
       assertPatchedPod(
         result,
         { "/spec/containers/0/image": REWRITTEN },
@@ -843,7 +848,7 @@ describe("the original-images record is trusted only when the current rules agre
 
   test("an entry the current rules agree with: the image is skipped, logged and counted", async () => {
     const entry = { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB };
-    const result = run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN));
+    const result = await run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN));
     assertNoPatch(result);
     assert.equal(result.outcome, "unchanged");
     // The rules were asked about the recorded original only, never about the image itself.
@@ -870,7 +875,7 @@ describe("the original-images record is trusted only when the current rules agre
   test("a stale entry (the rules changed since): ignored, the image evaluated by the current rules", async () => {
     // Recorded by the catch-all rule; the mirror rules make something else of the original.
     const request = fixture("pod-create-reinvoked.json");
-    const result = run(request, { rules: MIRROR });
+    const result = await run(request, { rules: MIRROR });
     assert.deepEqual(
       result.calls.map((call) => call.image),
       [
@@ -892,7 +897,7 @@ describe("the original-images record is trusted only when the current rules agre
 
   test("a dry run: logged (marked), not counted", async () => {
     const request = withRecord({ "containers/tmp-shell": { original: "alpine:3.20", image: "alpine:3.20" } });
-    const result = run({ ...request, dryRun: true });
+    const result = await run({ ...request, dryRun: true });
     assert.equal(result.outcome, "patched");
     assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 0);
     const ignored = result.logs.filter((line) => line.msg === "skip ignored");
@@ -900,7 +905,7 @@ describe("the original-images record is trusted only when the current rules agre
     assert.equal(ignored[0]?.dryRun, true);
   });
 
-  test("an internal error while checking an entry is an internal error", () => {
+  test("an internal error while checking an entry is an internal error", async () => {
     const rules: Rewriter = {
       rewrite(input, context) {
         if (input === "alpine:3.20") return { ...unchanged(input), error: "engine failure", internal: true };
@@ -908,7 +913,7 @@ describe("the original-images record is trusted only when the current rules agre
       },
     };
     const entry = { original: "alpine:3.20", image: REWRITTEN, rule: SWAP_HUB };
-    const result = run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN), { rules });
+    const result = await run(withRecord({ "containers/tmp-shell": entry }, REWRITTEN), { rules });
     assert.equal(result.outcome, "failed_open");
     assert.match(result.review.response.warnings?.[0] ?? "", /containers\/tmp-shell: engine failure/);
   });
@@ -918,7 +923,7 @@ describe("opt-out annotations", () => {
   for (const name of ["pod-create-opt-out-skip.json", "pod-create-opt-out-rewrite-disabled.json"]) {
     test(`${name}: allowed unchanged, rules not consulted; logged and counted`, async () => {
       const enabled = { "imageshift.dev": "enabled" };
-      const result = run(fixture(name), { rules: CATCH_ALL, namespaceLabels: () => enabled });
+      const result = await run(fixture(name), { rules: CATCH_ALL, namespaceLabels: () => enabled });
       assertNoPatch(result);
       assert.equal(result.outcome, "skipped");
       assert.equal(result.review.response.warnings, undefined);
@@ -938,18 +943,18 @@ describe("opt-out annotations", () => {
     });
   }
 
-  test("the opt-out also applies to UPDATE and pods/ephemeralcontainers", () => {
+  test("the opt-out also applies to UPDATE and pods/ephemeralcontainers", async () => {
     for (const request of [
       fixture("pod-update-set-image.json"),
       fixture("pod-ephemeralcontainers-debug.json"),
     ]) {
-      const result = run(withAnnotations(request, { "imageshift.dev/skip": "true" }));
+      const result = await run(withAnnotations(request, { "imageshift.dev/skip": "true" }));
       assertNoPatch(result);
       assert.equal(result.outcome, "skipped");
     }
   });
 
-  test('only the value "true" opts out', () => {
+  test('only the value "true" opts out', async () => {
     const variants: Record<string, string>[] = [
       { "imageshift.dev/skip": "false" },
       { "rewrite-disabled": "false" },
@@ -958,7 +963,7 @@ describe("opt-out annotations", () => {
     ];
     for (const annotations of variants) {
       const request = withAnnotations(fixture("pod-create-no-annotations.json"), annotations);
-      const pod = applied(run(request));
+      const pod = applied(await run(request));
       assert.equal(
         jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
         "mirror.local/hub/library/alpine:3.20",
@@ -1011,7 +1016,7 @@ spec:
       ],
     ] as const) {
       test(`${way}: ${annotation} is ignored with a warning; the pod is rewritten; logged and counted`, async () => {
-        const result = run(fixture(name), options);
+        const result = await run(fixture(name), options);
         assert.deepEqual(result.review.response.warnings, [
           `imageshift: annotation ${annotation}: "true" is ignored in strict namespace team-b; images are rewritten as usual`,
         ]);
@@ -1045,7 +1050,7 @@ spec:
 
   test("both opt-out annotations: one warning each, one skip counted", async () => {
     const request = withAnnotations(fixture("pod-create-opt-out-skip.json"), { "rewrite-disabled": "true" });
-    const result = run(request, { strict: true });
+    const result = await run(request, { strict: true });
     assert.equal(result.outcome, "patched");
     assert.deepEqual(
       result.review.response.warnings?.map((warning) => warning.split(":")[1]),
@@ -1054,7 +1059,7 @@ spec:
     assert.equal(await metricValue(result.metrics, "imageshift_skips_total"), 1);
   });
 
-  test("only the value strict of the configured label key makes a namespace strict", () => {
+  test("only the value strict of the configured label key makes a namespace strict", async () => {
     const cases: [Labels | undefined, string | undefined][] = [
       [{ "imageshift.dev": "enabled" }, undefined],
       [{ "imageshift.dev": "Strict" }, undefined],
@@ -1063,7 +1068,7 @@ spec:
       [undefined, undefined],
     ];
     for (const [labels, key] of cases) {
-      const result = run(fixture("pod-create-opt-out-skip.json"), {
+      const result = await run(fixture("pod-create-opt-out-skip.json"), {
         namespaceLabels: () => labels,
         ...(key ? { namespaceLabel: key } : {}),
       });
@@ -1071,13 +1076,13 @@ spec:
     }
   });
 
-  test("a forged original-images entry is ignored there too", () => {
+  test("a forged original-images entry is ignored there too", async () => {
     const request = withAnnotations(fixture("pod-create-no-annotations.json"), {
       [ORIGINAL_IMAGES_ANNOTATION]: JSON.stringify({
         "containers/tmp-shell": { original: "alpine:3.20", image: "alpine:3.20" },
       }),
     });
-    const pod = applied(run(request, { strict: true }));
+    const pod = applied(await run(request, { strict: true }));
     assert.equal(
       jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
       "mirror.local/hub/library/alpine:3.20",
@@ -1086,7 +1091,7 @@ spec:
 
   for (const [way, options] of STRICT_WAYS) {
     test(`${way}: a rule that fails refuses the pod, naming the field, the image, the rule and the reason`, async () => {
-      const result = run(fixture("pod-create.json"), { rules: BAD, ...options });
+      const result = await run(fixture("pod-create.json"), { rules: BAD, ...options });
       assert.equal(result.outcome, "denied");
       const { response } = result.review;
       assert.equal(response.allowed, false);
@@ -1114,8 +1119,8 @@ spec:
     });
   }
 
-  test("(control) outside a strict namespace the same pod is admitted with warnings", () => {
-    const result = run(fixture("pod-create.json"), {
+  test("(control) outside a strict namespace the same pod is admitted with warnings", async () => {
+    const result = await run(fixture("pod-create.json"), {
       rules: BAD,
       namespaceLabels: () => ({ "imageshift.dev": "enabled" }),
     });
@@ -1123,8 +1128,8 @@ spec:
     assert.equal(result.review.response.warnings?.length, 2);
   });
 
-  test("an invalid image in the pod is not a rule error: kept with a warning, as elsewhere", () => {
-    const result = run(fixture("pod-create-invalid-image.json"), { strict: true });
+  test("an invalid image in the pod is not a rule error: kept with a warning, as elsewhere", async () => {
+    const result = await run(fixture("pod-create-invalid-image.json"), { strict: true });
     assert.equal(result.review.response.allowed, true);
     assert.match(result.review.response.warnings?.[0] ?? "", /image left as it was$/);
   });
@@ -1146,7 +1151,7 @@ spec:
         },
       },
     ] satisfies RunOptions[]) {
-      const result = run(fixture("pod-create.json"), options);
+      const result = await run(fixture("pod-create.json"), options);
       assert.equal(result.outcome, "denied");
       assert.equal(result.review.response.allowed, false);
       assert.equal(result.review.response.status?.code, 500);
@@ -1158,10 +1163,10 @@ spec:
     }
   });
 
-  test("without an opt-out or a rule problem, a strict namespace is served as any other", () => {
+  test("without an opt-out or a rule problem, a strict namespace is served as any other", async () => {
     for (const name of ["pod-create.json", "pod-create-reinvoked.json", "pod-update-set-image.json"]) {
-      const plain = run(fixture(name));
-      const strict = run(fixture(name), { strict: true });
+      const plain = await run(fixture(name));
+      const strict = await run(fixture(name), { strict: true });
       assert.deepEqual(strict.review, plain.review, name);
       assert.equal(strict.outcome, plain.outcome, name);
     }
@@ -1183,7 +1188,7 @@ spec:
   const SIDE = `quay.io/prometheus/node-exporter:v1.8.1@sha256:${"0".repeat(64)}`;
 
   test("Audit-only objects: no patch, a warning per image, metric counted, logged", async () => {
-    const result = run(fixture("pod-create.json"), { rules: rulesFromYaml(AUDIT_YAML).ruleSet });
+    const result = await run(fixture("pod-create.json"), { rules: rulesFromYaml(AUDIT_YAML).ruleSet });
     assertNoPatch(result);
     assert.equal(result.outcome, "unchanged");
     const [first, second] = result.review.response.warnings ?? [];
@@ -1218,7 +1223,7 @@ spec:
 
   test("Audit next to Enforce: the Enforce rewrite is applied, the Audit one only reported", async () => {
     const rules = rulesFromYaml(`${MIRROR_YAML}\n---\n${AUDIT_YAML}`).ruleSet;
-    const result = run(fixture("pod-create-no-annotations.json"), { rules });
+    const result = await run(fixture("pod-create-no-annotations.json"), { rules });
     assert.deepEqual(result.review.response.warnings, [
       "imageshift audit: would rewrite alpine:3.20 to audit.local/hub/library/alpine:3.20 by rule Imageshift/preview spec.mappings.swap[0]",
     ]);
@@ -1236,7 +1241,7 @@ spec:
     assert.equal(await metricValue(result.metrics, "imageshift_audit_would_rewrite_total"), 1);
     assert.equal(await metricValue(result.metrics, "imageshift_rewrites_total"), 1);
   });
-  test("an Audit rule that would produce an invalid image: reported as an audit warning, nothing changed", () => {
+  test("an Audit rule that would produce an invalid image: reported as an audit warning, nothing changed", async () => {
     const rules = rulesFromYaml(`
 apiVersion: imageshift.dev/v1
 kind: Imageshift
@@ -1247,7 +1252,7 @@ spec:
     regexSwap:
     - { expression: '^docker\\.io/library/(.*)$', target: 'audit.local/UPPER/$1' }
 `).ruleSet;
-    const result = run(fixture("pod-create-no-annotations.json"), { rules });
+    const result = await run(fixture("pod-create-no-annotations.json"), { rules });
     assertNoPatch(result);
     const warnings = result.review.response.warnings ?? [];
     assert.equal(warnings.length, 1);
@@ -1259,11 +1264,11 @@ spec:
 });
 
 describe("dryRun", () => {
-  test("a dry-run request gets the same answer as a real one, and nothing is modified", () => {
+  test("a dry-run request gets the same answer as a real one, and nothing is modified", async () => {
     const request = fixture("pod-create-dry-run.json");
     assert.equal(request.dryRun, true);
-    const dry = run(request);
-    const real = run({ ...structuredClone(request), dryRun: false });
+    const dry = await run(request);
+    const real = await run({ ...structuredClone(request), dryRun: false });
     assert.deepEqual(dry.review, real.review);
     assert.equal(dry.outcome, real.outcome);
     assertPatchedPod(
@@ -1292,7 +1297,7 @@ spec:
     replace: 'mirror.local/UPPER/$1'
     priority: 100
 `;
-    const result = run(fixture("pod-create.json"), {
+    const result = await run(fixture("pod-create.json"), {
       rules: rulesFromYaml(`${MIRROR_YAML}\n---\n${bad}`).ruleSet,
     });
     const warnings = result.review.response.warnings ?? [];
@@ -1349,7 +1354,9 @@ spec:
   - match: '^(.*)$'
     replace: 'Mirror.Local/UPPER/$1'
 `;
-    const result = run(fixture("pod-create-no-annotations.json"), { rules: rulesFromYaml(bad).ruleSet });
+    const result = await run(fixture("pod-create-no-annotations.json"), {
+      rules: rulesFromYaml(bad).ruleSet,
+    });
     assertNoPatch(result);
     assert.equal(result.outcome, "unchanged");
     assert.equal(result.review.response.warnings?.length, 1);
@@ -1357,7 +1364,7 @@ spec:
   });
 
   test("an invalid image in the pod: kept, a warning, errors_total{kind=invalid_image}; the rest is rewritten", async () => {
-    const result = run(fixture("pod-create-invalid-image.json"), { rules: CATCH_ALL });
+    const result = await run(fixture("pod-create-invalid-image.json"), { rules: CATCH_ALL });
     const warnings = result.review.response.warnings ?? [];
     assert.equal(warnings.length, 1);
     assert.match(warnings[0] ?? "", /^imageshift: containers\/api: .*Payments\/API.*; image left as it was$/);
@@ -1395,7 +1402,7 @@ describe("requests ImageShift does not mutate", () => {
     test(`${name}: allowed, no patch, rules not consulted`, async () => {
       const request = fixture(name);
       for (const failClosed of [false, true]) {
-        const result = run(request, { rules: CATCH_ALL, failClosed });
+        const result = await run(request, { rules: CATCH_ALL, failClosed });
         assertNoPatch(result);
         assert.equal(result.outcome, "skipped");
         assert.equal(result.review.response.warnings, undefined);
@@ -1406,18 +1413,18 @@ describe("requests ImageShift does not mutate", () => {
     });
   }
 
-  test("not even with no rule set loaded yet", () => {
+  test("not even with no rule set loaded yet", async () => {
     for (const name of ["deployment-create.json", "pod-delete.json", "pod-exec-connect.json"]) {
-      const result = run(fixture(name), { rules: undefined, failClosed: true });
+      const result = await run(fixture(name), { rules: undefined, failClosed: true });
       assertNoPatch(result);
       assert.equal(result.outcome, "skipped");
     }
   });
 
-  test("a pod request without an object", () => {
+  test("a pod request without an object", async () => {
     const request = fixture("pod-create.json");
     for (const object of [null, undefined, "pod", 42]) {
-      const result = run({ ...request, object });
+      const result = await run({ ...request, object });
       assertNoPatch(result);
       assert.equal(result.outcome, "skipped");
     }
@@ -1425,9 +1432,9 @@ describe("requests ImageShift does not mutate", () => {
 });
 
 describe("evaluation context", () => {
-  test("namespace, pod labels and namespace labels (when known) reach the rules", () => {
+  test("namespace, pod labels and namespace labels (when known) reach the rules", async () => {
     const request = fixture("pod-create.json");
-    const withLabels = run(request, {
+    const withLabels = await run(request, {
       namespaceLabels: (ns) => (ns === "team-a" ? { env: "prod" } : undefined),
     });
     assert.ok(withLabels.calls.length > 0);
@@ -1438,13 +1445,13 @@ describe("evaluation context", () => {
         namespaceLabels: { env: "prod" },
       });
     }
-    const without = run(request);
+    const without = await run(request);
     for (const call of without.calls) {
       assert.deepEqual(call.context, { namespace: "team-a", podLabels: { app: "web" } });
     }
   });
 
-  test("a namespaceSelector is honoured through namespaceLabels", () => {
+  test("a namespaceSelector is honoured through namespaceLabels", async () => {
     const rules = rulesFromYaml(`
 apiVersion: imageshift.dev/v1
 kind: Imageshift
@@ -1455,9 +1462,12 @@ spec:
     swap: [{ registry: docker.io, target: prod-mirror.local/hub }]
 `).ruleSet;
     const request = fixture("pod-create-no-annotations.json");
-    assert.equal(run(request, { rules, namespaceLabels: () => ({ env: "dev" }) }).outcome, "unchanged");
-    assert.equal(run(request, { rules }).outcome, "unchanged");
-    const pod = applied(run(request, { rules, namespaceLabels: () => ({ env: "prod" }) }));
+    assert.equal(
+      (await run(request, { rules, namespaceLabels: () => ({ env: "dev" }) })).outcome,
+      "unchanged",
+    );
+    assert.equal((await run(request, { rules })).outcome, "unchanged");
+    const pod = applied(await run(request, { rules, namespaceLabels: () => ({ env: "prod" }) }));
     assert.equal(
       jsonpatch.getValueByPointer(pod, "/spec/containers/0/image"),
       "prod-mirror.local/hub/library/alpine:3.20",
@@ -1483,7 +1493,7 @@ describe("internal errors", () => {
   ] as const) {
     test(`${label}: fail open (allowed, no patch, warning, errors_total{kind=internal}, logged)`, async () => {
       const request = fixture("pod-create.json");
-      const result = run(request, { rules });
+      const result = await run(request, { rules });
       assertNoPatch(result);
       assert.equal(result.outcome, "failed_open");
       assert.deepEqual(result.review.response.warnings, [
@@ -1506,7 +1516,7 @@ describe("internal errors", () => {
     });
 
     test(`${label}: with failClosed, denied with a message naming the cause`, async () => {
-      const result = run(fixture("pod-create.json"), { rules, failClosed: true });
+      const result = await run(fixture("pod-create.json"), { rules, failClosed: true });
       assert.equal(result.outcome, "denied");
       assert.equal(result.review.response.allowed, false);
       assert.equal(result.review.response.patch, undefined);
@@ -1529,7 +1539,7 @@ describe("internal errors", () => {
         return MIRROR.rewrite(input, context);
       },
     };
-    const result = run(fixture("pod-create.json"), { rules });
+    const result = await run(fixture("pod-create.json"), { rules });
     assertNoPatch(result);
     assert.equal(result.outcome, "failed_open");
     assert.match(result.review.response.warnings?.[0] ?? "", /third image exploded/);
@@ -1539,7 +1549,7 @@ describe("internal errors", () => {
   });
 
   test("no rule set loaded yet: fail open; with failClosed, denied", async () => {
-    const open = run(fixture("pod-create.json"), { rules: undefined });
+    const open = await run(fixture("pod-create.json"), { rules: undefined });
     assertNoPatch(open);
     assert.equal(open.outcome, "failed_open");
     assert.deepEqual(open.review.response.warnings, [
@@ -1547,13 +1557,13 @@ describe("internal errors", () => {
     ]);
     assert.equal(await metricValue(open.metrics, "imageshift_errors_total", { kind: "internal" }), 1);
 
-    const closed = run(fixture("pod-create.json"), { rules: undefined, failClosed: true });
+    const closed = await run(fixture("pod-create.json"), { rules: undefined, failClosed: true });
     assert.equal(closed.outcome, "denied");
     assert.match(closed.review.response.status?.message ?? "", /no rule set is loaded yet/);
   });
 
-  test("namespaceLabels throwing (say, a cache bug) fails open too", () => {
-    const result = run(fixture("pod-create.json"), {
+  test("namespaceLabels throwing (say, a cache bug) fails open too", async () => {
+    const result = await run(fixture("pod-create.json"), {
       namespaceLabels: () => {
         throw new Error("namespace cache not synced");
       },
@@ -1585,7 +1595,7 @@ describe("internal errors", () => {
     const rules = new RuleSet([exploding]);
     // Today: allowed, outcome "unchanged", warning "imageshift: containers/tmp-shell: internal
     // error: selector exploded; image left as it was", errors_total{kind="invalid_image"} 1.
-    const result = run(fixture("pod-create-no-annotations.json"), { rules, failClosed: true });
+    const result = await run(fixture("pod-create-no-annotations.json"), { rules, failClosed: true });
     assert.equal(await metricValue(result.metrics, "imageshift_errors_total", { kind: "internal" }), 1);
     assert.equal(await metricValue(result.metrics, "imageshift_errors_total", { kind: "invalid_image" }), 0);
     assert.equal(result.outcome, "denied");
@@ -1594,5 +1604,43 @@ describe("internal errors", () => {
     const direct = rules.rewrite("nginx:1.25", {});
     assert.match(direct.error ?? "", /internal error: selector exploded/);
     assert.equal(direct.internal, true, "RuleSet.rewrite flags its own failures as internal");
+  });
+});
+
+describe("registry checks (verify.ts) through the handler", () => {
+  const CHECKED = rulesFromYaml(`apiVersion: imageshift.dev/v1
+kind: Imageshift
+metadata: { name: checked }
+spec:
+  verify: { mode: Presence }
+  mappings: { swap: [{ registry: docker.io, target: mirror.local/hub }] }
+`).ruleSet;
+  const absentEverywhere: Verification = {
+    checker: { check: async () => ({ state: "absent", cached: false }) },
+    deadlineMs: 1000,
+  };
+
+  test("a mirror that lacks the image: admitted with the original, a warning, a check logged and the fallback logged", async () => {
+    const result = await run(fixture("pod-create-no-annotations.json"), {
+      rules: CHECKED,
+      verification: absentEverywhere,
+    });
+    assert.equal(result.outcome, "patched");
+    assert.ok(result.review.response.warnings?.some((w) => w.includes("kept, as its mirror cannot be used")));
+    assert.ok(result.logs.some((line) => line.msg === "registry check" && line.state === "absent"));
+    assert.ok(result.logs.some((line) => line.msg === "image kept: its mirror cannot be used"));
+    const pod = applied(result);
+    assert.ok(Object.values(recordOf(pod)).every((entry) => entry.image === entry.original && entry.check));
+  });
+
+  test("in a strict namespace, the same pod is refused", async () => {
+    const result = await run(fixture("pod-create-no-annotations.json"), {
+      rules: CHECKED,
+      verification: absentEverywhere,
+      strict: true,
+    });
+    assert.equal(result.outcome, "denied");
+    assert.equal(result.review.response.allowed, false);
+    assert.match(result.review.response.status?.message ?? "", /as its mirror cannot be used/);
   });
 });

@@ -10,12 +10,15 @@
  *   record    -> skip an image the original-images record shows ImageShift produced, once the
  *                current rules confirm it (a forged or stale entry is ignored)
  *   rewrite   -> the rule engine, per image
+ *   verify    -> rewrites whose rule object asks for it are checked at the target registry,
+ *                all images at once within one deadline (`verify.ts`); absent: the original
+ *                or the next rule; in a strict namespace, refused
  *   respond   -> minimal JSON Patch + the original-images annotation, warnings
  *
  * In a strict namespace an image not rewritten must never run: a rule that fails refuses the
  * pod (elsewhere, the image is left with a warning), and so does an internal error.
  *
- * Never throws. An internal error (a bug, a rule that throws) admits the pod unchanged with
+ * Never rejects. An internal error (a bug, a rule that throws) admits the pod unchanged with
  * a warning, unless the operator chose fail-closed or the namespace is strict.
  */
 
@@ -28,6 +31,7 @@ import { observe } from "./observe.ts";
 import { InternalError, optedOut, type Plan, planMutation, type Rewriter } from "./plan.ts";
 import { decodePod } from "./pod-view.ts";
 import { type AdmissionRequest, type AdmissionReview, allowed, denied, patched } from "./review.ts";
+import type { Verification } from "./verify.ts";
 
 export { type Rewriter, recordAgrees } from "./plan.ts";
 export { appliesTo, candidates } from "./pod-view.ts";
@@ -45,6 +49,8 @@ export interface MutateDependencies {
   strict?: boolean;
   /** The namespace label whose value `strict` makes a namespace strict; `imageshift.dev` by default. */
   namespaceLabel?: string;
+  /** Registry checks for rule objects that ask for them (docs/mirrors.md); none when absent. */
+  verification?: Verification;
   metrics: Metrics;
   logger: Logger;
 }
@@ -68,8 +74,11 @@ export function isStrict(deps: MutateDependencies, namespaceLabels: Labels | und
   );
 }
 
-/** decode -> strict? -> opt-out -> plan -> observe -> respond. Never throws. */
-export function handleMutate(request: AdmissionRequest, deps: MutateDependencies): MutateResult {
+/** decode -> strict? -> opt-out -> plan (verify) -> observe -> respond. Never rejects. */
+export async function handleMutate(
+  request: AdmissionRequest,
+  deps: MutateDependencies,
+): Promise<MutateResult> {
   const { uid } = request;
   let strict = deps.strict === true;
   try {
@@ -87,7 +96,7 @@ export function handleMutate(request: AdmissionRequest, deps: MutateDependencies
         podLabels: view.labels,
         ...(namespaceLabels ? { namespaceLabels } : {}),
       };
-      plan = planMutation(view, rules, context, strict);
+      plan = await planMutation(view, rules, context, strict, deps.verification);
     }
     observe(plan, view, deps);
     return respond(uid, plan);

@@ -16,6 +16,8 @@ export interface Observers {
   logger: Logger;
 }
 
+const field = (event: { field: { key: string } }) => event.field.key;
+
 /** The registry an image names, for metric labels: parsed once and memoized, not per call. */
 function registryOf(image: string): string {
   const parsed = parseCached(image);
@@ -61,6 +63,27 @@ export function observe(plan: Plan, view: PodView, { metrics, logger }: Observer
       }
       case "rewrite":
         rewrites.push(event);
+        break;
+      case "check": {
+        const { field, check } = event;
+        logger.debug(
+          {
+            ...pod,
+            container: field.key,
+            image: check.image,
+            state: check.state,
+            detail: check.detail,
+            cached: check.cached,
+          },
+          "registry check",
+        );
+        break;
+      }
+      case "fallback":
+        logger.warn(
+          { ...pod, container: field(event), image: event.field.image, checks: event.checks },
+          "image kept: its mirror cannot be used",
+        );
         break;
     }
   }

@@ -31,10 +31,10 @@ spec:
 `).ruleSet;
 
 describe("planMutation (pure: a value in, a plan out)", () => {
-  test("a rewrite: the patch, the record, and the events in order", () => {
+  test("a rewrite: the patch, the record, and the events in order", async () => {
     const view = decodePod(request("pod-create-no-annotations.json"));
     assert.ok(view);
-    const plan = planMutation(view, MIRROR, { namespace: view.namespace }, false);
+    const plan = await planMutation(view, MIRROR, { namespace: view.namespace }, false);
     assert.equal(plan.outcome, "patched");
     assert.ok(plan.events.length > 0);
     assert.ok(plan.events.every((event) => event.type === "rewrite"));
@@ -42,20 +42,20 @@ describe("planMutation (pure: a value in, a plan out)", () => {
     assert.equal(last?.path.startsWith("/metadata/annotations"), true, "the record comes last");
   });
 
-  test("a failing rule refuses the pod in a strict namespace and only warns elsewhere", () => {
+  test("a failing rule refuses the pod in a strict namespace and only warns elsewhere", async () => {
     const view = decodePod(request("pod-create-no-annotations.json"));
     assert.ok(view);
-    const strict = planMutation(view, TOO_LONG, { namespace: view.namespace }, true);
+    const strict = await planMutation(view, TOO_LONG, { namespace: view.namespace }, true);
     assert.equal(strict.outcome, "denied");
     assert.match(strict.refusal ?? "", /^imageshift: pod refused in strict namespace /);
     assert.deepEqual(strict.patch, []);
-    const relaxed = planMutation(view, TOO_LONG, { namespace: view.namespace }, false);
+    const relaxed = await planMutation(view, TOO_LONG, { namespace: view.namespace }, false);
     assert.equal(relaxed.outcome, "unchanged");
     assert.ok(relaxed.warnings.every((warning) => warning.endsWith("; image left as it was")));
     assert.ok(relaxed.events.some((event) => event.type === "not_rewritten"));
   });
 
-  test("an engine failure is an InternalError for the handler to answer", () => {
+  test("an engine failure is an InternalError for the handler to answer", async () => {
     const view = decodePod(request("pod-create-no-annotations.json"));
     assert.ok(view);
     const broken = {
@@ -68,12 +68,12 @@ describe("planMutation (pure: a value in, a plan out)", () => {
         internal: true as const,
       }),
     };
-    assert.throws(() => planMutation(view, broken, {}, false), InternalError);
+    await assert.rejects(planMutation(view, broken, {}, false), InternalError);
   });
 });
 
 describe("decodePod", () => {
-  test("only pods on CREATE and UPDATE; labels are strings; a name from generateName", () => {
+  test("only pods on CREATE and UPDATE; labels are strings; a name from generateName", async () => {
     const base = request("pod-create-no-annotations.json");
     assert.equal(decodePod({ ...base, operation: "DELETE" }), undefined);
     assert.equal(decodePod({ ...base, object: "not an object" }), undefined);

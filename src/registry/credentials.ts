@@ -79,7 +79,8 @@ export function parseDockerConfig(text: string, where: string): Map<string, Cred
       result.set(configHost(key), { username: entry.username, password: entry.password });
       continue;
     }
-    if (typeof entry.auth !== "string") throw new Error(`${at}: neither "auth" nor "username" and "password"`);
+    if (typeof entry.auth !== "string")
+      throw new Error(`${at}: neither "auth" nor "username" and "password"`);
     const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
     const colon = decoded.indexOf(":");
     if (colon <= 0) throw new Error(`${at}: "auth" is not base64 of "username:password"`);

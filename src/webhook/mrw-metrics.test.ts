@@ -53,9 +53,9 @@ function lines(text: string, name: string): string[] {
 }
 
 describe("replacedImages", () => {
-  test("the images a patch replaced, before and after, read through the pointers", () => {
+  test("the images a patch replaced, before and after, read through the pointers", async () => {
     const request = fixture("pod-create.json");
-    const { review } = handleMutate(request, {
+    const { review } = await handleMutate(request, {
       rules: () => RULES,
       namespaceLabels: () => undefined,
       failClosed: false,
@@ -87,7 +87,7 @@ describe("replacedImages", () => {
 describe("MrwMetrics", () => {
   test("a patched pod: one mutation per image, MRW's labels, registries as ImageShift parses them", async () => {
     const { handler, text } = setup(RULES);
-    const result = handler(fixture("pod-create.json"));
+    const result = await handler(fixture("pod-create.json"));
     assert.equal(result.outcome, "patched");
     const exposition = await text();
     assert.deepEqual(lines(exposition, "registry_rewriter_mutations_total{").sort(), [
@@ -102,7 +102,7 @@ describe("MrwMetrics", () => {
 
   test("the histogram has Go's default buckets, as MRW's", async () => {
     const { handler, text } = setup(RULES);
-    handler(fixture("pod-create.json"));
+    await handler(fixture("pod-create.json"));
     const bounds = lines(await text(), "registry_rewriter_mutation_duration_seconds_bucket").map(
       (line) => /le="([^"]+)"/.exec(line)?.[1],
     );
@@ -113,7 +113,7 @@ describe("MrwMetrics", () => {
   test("no rule set loaded, or an empty one: a cache miss, and the pod admitted unchanged", async () => {
     for (const rules of [undefined, rulesFromYaml("").ruleSet]) {
       const { handler, text } = setup(rules);
-      const result = handler(fixture("pod-create.json"));
+      const result = await handler(fixture("pod-create.json"));
       assert.notEqual(result.outcome, "patched");
       const exposition = await text();
       assert.match(exposition, /^registry_rewriter_cache_misses_total 1$/m);
@@ -125,7 +125,7 @@ describe("MrwMetrics", () => {
   test("opted-out pods and requests that are not about pods: timed, no hit, no miss", async () => {
     const { handler, text } = setup(RULES);
     for (const name of ["pod-create-opt-out-rewrite-disabled.json", "configmap-create.json"]) {
-      assert.equal(handler(fixture(name)).outcome, "skipped", name);
+      assert.equal((await handler(fixture(name))).outcome, "skipped", name);
     }
     const exposition = await text();
     assert.match(exposition, /^registry_rewriter_cache_hits_total 0$/m);
@@ -139,7 +139,7 @@ describe("MrwMetrics", () => {
 
   test("a dry run is a hit but no mutation (as imageshift_rewrites_total)", async () => {
     const { handler, text } = setup(RULES);
-    assert.equal(handler(fixture("pod-create-dry-run.json")).outcome, "patched");
+    assert.equal((await handler(fixture("pod-create-dry-run.json"))).outcome, "patched");
     const exposition = await text();
     assert.match(exposition, /^registry_rewriter_cache_hits_total 1$/m);
     assert.deepEqual(lines(exposition, "registry_rewriter_mutations_total{"), []);
@@ -154,7 +154,7 @@ metadata: { name: other }
 spec: { rules: [{ match: '^example\.org/(.*)$', replace: 'mirror.corp/$1' }] }
 `).ruleSet,
     );
-    assert.equal(handler(fixture("pod-create.json")).outcome, "unchanged");
+    assert.equal((await handler(fixture("pod-create.json"))).outcome, "unchanged");
     const exposition = await text();
     assert.match(exposition, /^registry_rewriter_cache_hits_total 1$/m);
     assert.deepEqual(lines(exposition, "registry_rewriter_mutations_total{"), []);
@@ -184,7 +184,7 @@ spec: { rules: [{ match: '^example\.org/(.*)$', replace: 'mirror.corp/$1' }] }
       }),
       () => 1,
     );
-    handler(request);
+    await handler(request);
     assert.match(
       await text(),
       /^registry_rewriter_mutations_total\{namespace="ns",source_registry="invalid",target_registry="mirror.corp",status="success"\} 1$/m,

@@ -21,7 +21,8 @@ import type { Metrics } from "../telemetry/metrics.ts";
 /** Go's prometheus.DefBuckets, which MRW's histogram uses. */
 export const MRW_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-type Handler = (request: AdmissionRequest) => { review: AdmissionReview; outcome: string };
+type Answer = { review: AdmissionReview; outcome: string };
+type Handler<R extends Answer> = (request: AdmissionRequest) => R | Promise<R>;
 
 interface ReplaceOperation {
   op: string;
@@ -98,18 +99,21 @@ export class MrwMetrics {
   }
 
   /** `handler` with every call recorded; `rules` is the size of the active rule set, if any. */
-  wrap<H extends Handler>(handler: H, rules: () => number | undefined): H {
-    return ((request: AdmissionRequest) => {
+  wrap<R extends Answer>(
+    handler: Handler<R>,
+    rules: () => number | undefined,
+  ): (request: AdmissionRequest) => Promise<R> {
+    return async (request: AdmissionRequest) => {
       const started = process.hrtime.bigint();
-      const result = handler(request);
+      const result = await handler(request);
       this.record(request, result, rules(), Number(process.hrtime.bigint() - started) / 1e9);
       return result;
-    }) as H;
+    };
   }
 
   private record(
     request: AdmissionRequest,
-    result: ReturnType<Handler>,
+    result: Answer,
     rules: number | undefined,
     seconds: number,
   ): void {

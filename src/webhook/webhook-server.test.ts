@@ -185,7 +185,7 @@ describe("webhook server through startApp", () => {
   it("answers exactly what the handler computes for the same request", async () => {
     const reply = await postJson(port, caPem, FIXTURE);
     const body = JSON.parse(FIXTURE) as { request: Parameters<typeof handleMutate>[0] };
-    const expected = handleMutate(body.request, {
+    const expected = await handleMutate(body.request, {
       rules: () => rules.ruleSet,
       namespaceLabels: () => undefined,
       failClosed: false,

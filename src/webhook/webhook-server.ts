@@ -17,10 +17,13 @@ import type { AdmissionOutcome, Metrics } from "../telemetry/metrics.ts";
 import { BodyBudget, HttpError, MAX_BODY_BYTES, MAX_IN_FLIGHT_BODY_BYTES, readJson } from "./body.ts";
 import { listen } from "./listen.ts";
 
-export type AdmissionHandler = (request: AdmissionRequest) => {
+export interface HandlerResult {
   review: AdmissionReview;
   outcome: AdmissionOutcome;
-};
+}
+
+/** A handler answers at once, or (registry checks) when its checks are done; never rejects. */
+export type AdmissionHandler = (request: AdmissionRequest) => HandlerResult | Promise<HandlerResult>;
 
 export interface WebhookServerOptions {
   tls: SecureContextOptions;
@@ -150,7 +153,7 @@ export class WebhookServer {
         await readJson(request, this.options.maxBodyBytes ?? MAX_BODY_BYTES, lease),
       );
       if (!decoded.ok) throw new HttpError(400, `not an AdmissionReview: ${decoded.error}`);
-      const { review, outcome } = handler(decoded.request);
+      const { review, outcome } = await handler(decoded.request);
       send(response, 200, review, this.closing);
       metrics.admissionRequests.inc({
         webhook: path.slice(1),
