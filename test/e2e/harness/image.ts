@@ -2,7 +2,8 @@
  * ImageShift's container image for the e2e tests, built from the repository's Dockerfile without a
  * Docker engine (test/e2e/image/build.sh: podman with runc, a project-owned configuration and
  * image store under ~/.cache/imageshift/containers, a stand-in base image), plus local image
- * registries (Debian's `docker-registry`) on free 127.0.0.1 ports.
+ * registries (Debian's `docker-registry`) on free 127.0.0.1 ports, optionally behind htpasswd or
+ * token auth (the token server, image pushes and a fault proxy are in registries.ts).
  *
  * The host packages come from test/e2e/setup-host.sh, which installs them only when missing.
  */
@@ -14,6 +15,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import bcrypt from "bcryptjs";
 import { freePorts } from "./controlplane.ts";
 
 const e2eDir = fileURLToPath(new URL("../", import.meta.url));
@@ -166,23 +168,66 @@ export function buildImage(timeoutMs = 30 * 60_000): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // Local registries
 
+/** A user name and password (htpasswd users, token server users, pushing). */
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
+
+/** What a token-auth registry needs to trust a token server (see registries.ts). */
+export interface RegistryTokenAuth {
+  /** The token endpoint sent in the registry's `WWW-Authenticate` challenge. */
+  realm: string;
+  /** The registry's name as a token audience (`aud`). */
+  service: string;
+  /** The `iss` the registry accepts. */
+  issuer: string;
+  /** PEM file with the certificate(s) the token's `x5c` chain must lead to. */
+  rootCertBundlePath: string;
+}
+
+export interface RegistryOptions {
+  /**
+   * None (anyone may pull and push), htpasswd Basic auth with one user (written as a bcrypt hash,
+   * the only kind distribution accepts), or token auth from a token server.
+   */
+  auth?: { htpasswd: RegistryCredentials } | { token: RegistryTokenAuth };
+}
+
+/** One line of the registry's access log. */
+export interface RegistryRequest {
+  method: string;
+  /** The request path with its query, e.g. `/v2/app/manifests/v1`. */
+  path: string;
+  status: number;
+}
+
 export interface Registry {
   /** 127.0.0.1:<port>, the prefix of the images it holds. */
   host: string;
   /** Copies a local image into the registry as `<host>/<repository>` (plain HTTP). */
-  push(localImage: string, repository: string): Promise<string>;
-  /** The repositories it holds (/v2/_catalog). */
+  push(localImage: string, repository: string, credentials?: RegistryCredentials): Promise<string>;
+  /** The repositories it holds (/v2/_catalog; with the htpasswd user's credentials when it has one). */
   catalog(): Promise<string[]>;
+  /** The requests the registry has answered so far, from its access log, oldest first. */
+  requests(): RegistryRequest[];
   /** Stops the registry (by pid) and removes its storage. */
   stop(): Promise<void>;
 }
 
-/** Starts Debian's docker-registry on a free loopback port, its storage in a temp dir. */
-export async function startRegistry(name = "registry"): Promise<Registry> {
+/**
+ * Starts Debian's docker-registry on a free loopback port, its storage in a temp dir; with
+ * `options.auth`, behind htpasswd Basic auth or token auth.
+ */
+export async function startRegistry(name = "registry", options: RegistryOptions = {}): Promise<Registry> {
   await ensureHostPackages();
   const dir = await mkdtemp(path.join(tmpdir(), `imageshift-${name}-`));
   const [port] = await freePorts(1);
   const host = `${loopback}:${port}`;
+  const basic =
+    options.auth && "htpasswd" in options.auth
+      ? `Basic ${Buffer.from(`${options.auth.htpasswd.username}:${options.auth.htpasswd.password}`).toString("base64")}`
+      : undefined;
   const config = [
     "version: 0.1",
     "log:",
@@ -194,6 +239,7 @@ export async function startRegistry(name = "registry"): Promise<Registry> {
     "    enabled: true",
     "http:",
     `  addr: ${host}`,
+    ...(await authConfig(dir, options.auth)),
     "",
   ].join("\n");
   await writeFile(path.join(dir, "config.yml"), config);
@@ -221,7 +267,8 @@ export async function startRegistry(name = "registry"): Promise<Registry> {
   const stop = async () => {
     if (!exited) {
       child.kill("SIGTERM");
-      await Promise.race([exit, sleep(5000)]);
+      // An unref'd timer: it must not keep the process alive once the registry is gone.
+      await Promise.race([exit, sleep(5000, undefined, { ref: false })]);
       if (!exited) {
         child.kill("SIGKILL");
         await exit;
@@ -231,7 +278,9 @@ export async function startRegistry(name = "registry"): Promise<Registry> {
   };
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if ((await httpGet(`http://${host}/v2/`)).status === 200) break;
+    // An auth registry answers /v2/ with 401 once it serves.
+    const { status } = await httpGet(`http://${host}/v2/`);
+    if (status === 200 || (options.auth && status === 401)) break;
     if (exited || Date.now() > deadline) {
       const log = readLog(logPath);
       await stop();
@@ -241,25 +290,61 @@ export async function startRegistry(name = "registry"): Promise<Registry> {
   }
   return {
     host,
-    push: async (localImage, repository) => {
+    push: async (localImage, repository, credentials) => {
       const target = `${host}/${repository}`;
-      await podman(["push", "--tls-verify=false", localImage, `docker://${target}`], {
+      const creds = credentials ? [`--creds=${credentials.username}:${credentials.password}`] : [];
+      await podman(["push", "--tls-verify=false", ...creds, localImage, `docker://${target}`], {
         timeoutMs: 5 * 60_000,
       });
       return target;
     },
     catalog: async () => {
-      const reply = await httpGet(`http://${host}/v2/_catalog`);
+      const reply = await httpGet(`http://${host}/v2/_catalog`, 2000, basic);
       return (JSON.parse(reply.body) as { repositories: string[] }).repositories;
     },
+    requests: () => parseAccessLog(readLog(logPath)),
     stop,
   };
 }
 
+/** The `auth:` section of the registry's config (and its htpasswd file). */
+async function authConfig(dir: string, auth: RegistryOptions["auth"]): Promise<string[]> {
+  if (!auth) return [];
+  if ("htpasswd" in auth) {
+    const file = path.join(dir, "htpasswd");
+    const hash = await bcrypt.hash(auth.htpasswd.password, 4);
+    await writeFile(file, `${auth.htpasswd.username}:${hash}\n`);
+    return ["auth:", "  htpasswd:", "    realm: imageshift-e2e", `    path: ${file}`];
+  }
+  const { realm, service, issuer, rootCertBundlePath } = auth.token;
+  return [
+    "auth:",
+    "  token:",
+    `    realm: ${JSON.stringify(realm)}`,
+    `    service: ${JSON.stringify(service)}`,
+    `    issuer: ${JSON.stringify(issuer)}`,
+    `    rootcertbundle: ${JSON.stringify(rootCertBundlePath)}`,
+  ];
+}
+
+/** The access log lines (Apache combined format, which distribution writes to stdout). */
+export function parseAccessLog(log: string): RegistryRequest[] {
+  const requests: RegistryRequest[] = [];
+  for (const match of log.matchAll(/"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) /g)) {
+    requests.push({ method: match[1] as string, path: match[2] as string, status: Number(match[3]) });
+  }
+  return requests;
+}
+
 /** A bounded HTTP GET; status 0 on a connection error. */
-export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+export function httpGet(
+  url: string,
+  timeoutMs = 2000,
+  authorization?: string,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
+    const headers = authorization ? { authorization } : {};
+    const req = http.get(url, { timeout: timeoutMs, agent: false, headers }, (res) => {
       let body = "";
       res.on("data", (chunk: Buffer) => {
         body += chunk.toString();
