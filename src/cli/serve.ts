@@ -63,6 +63,26 @@ Options:
   --certificate-validity DURATION
                               self-managed: serving certificate lifetime (default 90d)
   --renew-before DURATION     self-managed: renew this long before expiry (default 30d)
+Registry checks (rule objects with spec.verify or the imageshift.dev/verify annotation;
+docs/mirrors.md):
+  --verify-deadline DURATION  the most one admission waits for registries (default 2s; at
+                              most 25s, under the API server's 30 s webhook timeout)
+  --registry-timeout DURATION each registry request (default 5s); a request that outlives the
+                              deadline still fills the cache for the next pod
+  --verify-positive-ttl DURATION
+                              how long "present" is trusted (default 5m)
+  --verify-negative-ttl DURATION
+                              how long "absent" is trusted (default 30s)
+  --verify-stale DURATION     how long past its TTL "present" is still served while it is
+                              checked again in the background (default 1h)
+  --breaker-failures N        failures in a row that open a registry's circuit (default 5)
+  --breaker-cool-down DURATION
+                              how long an open circuit answers "unknown" at once (default 30s)
+  --registry-credentials      cluster mode: read kubernetes.io/dockerconfigjson Secrets in
+                              ImageShift's namespace, named by rule objects' credentialsSecret
+  --registry-config FILE      a Docker config.json whose credentials every check may use
+                              (standalone mode; cluster mode prefers Secrets)
+  --registry-ca FILE          extra CA certificates (PEM) for registries with a private CA
   --log-level LEVEL           ${LOG_LEVELS.join(", ")} (default info)
   -h, --help                  this help
 
@@ -125,6 +145,96 @@ function listenUsageError(error: ListenError): UsageError {
   return new UsageError(`imageshift serve: ${flags}: ${error.reason}`);
 }
 
+/** The registry checks' settings (`--verify-*`, `--registry-*`, `--breaker-*`). */
+export interface VerificationConfig {
+  deadlineMs: number;
+  requestTimeoutMs: number;
+  positiveTtlMs: number;
+  negativeTtlMs: number;
+  staleMs: number;
+  breakerFailures: number;
+  breakerCoolDownMs: number;
+  /** Cluster mode: credentials from Secrets in ImageShift's namespace. */
+  secrets: boolean;
+  /** A Docker config.json file. */
+  configFile?: string;
+  /** Extra CA certificates (PEM file). */
+  caFile?: string;
+}
+
+/** The API server waits at most 30 s for a webhook: a deadline must leave room to answer. */
+export const MAX_VERIFY_DEADLINE_MS = 25_000;
+
+/** The flags of registry checks, shared by `serve` and `rewrite --verify`. */
+export const VERIFY_OPTIONS = {
+  "verify-deadline": { type: "string", default: "2s" },
+  "registry-timeout": { type: "string", default: "5s" },
+  "verify-positive-ttl": { type: "string", default: "5m" },
+  "verify-negative-ttl": { type: "string", default: "30s" },
+  "verify-stale": { type: "string", default: "1h" },
+  "breaker-failures": { type: "string", default: "5" },
+  "breaker-cool-down": { type: "string", default: "30s" },
+  "registry-credentials": { type: "boolean", default: false },
+  "registry-config": { type: "string" },
+  "registry-ca": { type: "string" },
+} as const;
+
+/** What `parseArgs` makes of `VERIFY_OPTIONS`. */
+interface VerifyValues {
+  "verify-deadline": string;
+  "registry-timeout": string;
+  "verify-positive-ttl": string;
+  "verify-negative-ttl": string;
+  "verify-stale": string;
+  "breaker-failures": string;
+  "breaker-cool-down": string;
+  "registry-credentials": boolean;
+  "registry-config"?: string;
+  "registry-ca"?: string;
+}
+
+/** Checks the registry-check flags; `command` names the command in errors. */
+export function verificationConfig(values: VerifyValues, command: string): VerificationConfig {
+  const ms = (
+    flag:
+      | "verify-deadline"
+      | "registry-timeout"
+      | "verify-positive-ttl"
+      | "verify-negative-ttl"
+      | "verify-stale"
+      | "breaker-cool-down",
+  ) => {
+    const value = values[flag];
+    const result = duration(value, `--${flag}`);
+    if (result <= 0) throw usageError(`--${flag} must be more than 0, got ${JSON.stringify(value)}`, command);
+    return result;
+  };
+  const deadlineMs = ms("verify-deadline");
+  if (deadlineMs > MAX_VERIFY_DEADLINE_MS)
+    throw usageError(
+      `--verify-deadline must be at most 25s (the API server gives a webhook 30 s), got ${JSON.stringify(values["verify-deadline"])}`,
+      command,
+    );
+  const failures = Number(values["breaker-failures"]);
+  if (!Number.isInteger(failures) || failures < 1 || failures > 1000)
+    throw usageError(
+      `--breaker-failures must be a whole number from 1 to 1000, got ${JSON.stringify(values["breaker-failures"])}`,
+      command,
+    );
+  return {
+    deadlineMs,
+    requestTimeoutMs: ms("registry-timeout"),
+    positiveTtlMs: ms("verify-positive-ttl"),
+    negativeTtlMs: ms("verify-negative-ttl"),
+    staleMs: ms("verify-stale"),
+    breakerFailures: failures,
+    breakerCoolDownMs: ms("breaker-cool-down"),
+    secrets: values["registry-credentials"],
+    ...(values["registry-config"] ? { configFile: values["registry-config"] } : {}),
+    ...(values["registry-ca"] ? { caFile: values["registry-ca"] } : {}),
+  };
+}
+
 /** Everything `serve` was told, checked: the one input of `buildApp`. */
 export interface ServeConfig {
   level: LogLevel;
@@ -148,6 +258,7 @@ export interface ServeConfig {
   /** Cluster mode: `--kubeconfig` and `--leader-election-id`. */
   kubeconfig?: string;
   leaseName?: string;
+  verification: VerificationConfig;
 }
 
 /** Parses and checks the flags; pure but for `$POD_NAMESPACE`. Undefined for `--help`. */
@@ -180,6 +291,7 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
       "ca-validity": { type: "string", default: "3650d" },
       "certificate-validity": { type: "string", default: "90d" },
       "renew-before": { type: "string", default: "30d" },
+      ...VERIFY_OPTIONS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -210,6 +322,9 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
   if (values["tls-secret"] && (values.rules || certFile)) {
     throw usageError("--tls-secret is for cluster mode, without --rules and --tls-cert-file", "serve");
   }
+  if (values.rules && values["registry-credentials"])
+    throw usageError("--registry-credentials is for cluster mode (Secrets), without --rules", "serve");
+  const verification = verificationConfig(values, "serve");
   const selfManaged = values["tls-secret"]
     ? {
         secretName: values["tls-secret"],
@@ -240,6 +355,7 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
     ...(selfManaged ? { selfManaged } : {}),
     ...(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {}),
     ...(values["leader-election-id"] ? { leaseName: values["leader-election-id"] } : {}),
+    verification,
   };
 }
 

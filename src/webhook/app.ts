@@ -5,6 +5,7 @@
  */
 import { handleMutate, type MutateDependencies } from "../admission/mutate.ts";
 import { handleValidate } from "../admission/validate.ts";
+import type { Verification } from "../admission/verify.ts";
 import type { CertificatePair, CertificateSource } from "../certs/certificates.ts";
 import type { Labels } from "../engine/rules/selector.ts";
 import type { RuleSource } from "../engine/rules/source.ts";
@@ -35,8 +36,13 @@ export interface AppOptions {
   ciphers?: string;
   /** Started first and stopped last (cluster mode: the Kubernetes client). */
   outer?: Runnable[];
-  /** Started after the rule source and before the certificates (cluster mode: leader election). */
+  /**
+   * Started after the rule source and before the certificates (cluster mode: leader election;
+   * the registry checker), so stopped after the webhook has drained.
+   */
   runnables?: Runnable[];
+  /** Registry checks for rule objects that ask for them (docs/mirrors.md). */
+  verification?: Verification;
 }
 
 export interface RunningApp {
@@ -165,6 +171,7 @@ function admissionHandlers(
     namespaceLabels: options.namespaceLabels ?? (() => undefined),
     failClosed: options.failClosed ?? false,
     ...(options.namespaceLabel ? { namespaceLabel: options.namespaceLabel } : {}),
+    ...(options.verification ? { verification: options.verification } : {}),
     metrics,
     logger,
   };
