@@ -5,13 +5,16 @@
  * Invalid rule documents exit 2, so the command can gate a CI pipeline.
  */
 import { parseArgs } from "node:util";
+import { Deadline, describeChecks, type Verified, verifyRewrite } from "../admission/verify.ts";
 import { loadRules } from "../engine/rules/load.ts";
 import { describeRule, type RewriteResult } from "../engine/rules/ruleset.ts";
 import { formatIssue } from "../errors.ts";
 import { DEFAULT_EXCLUDED_NAMESPACES, DEFAULT_NAMESPACE_LABEL, type Gating, gate } from "./gating.ts";
 import { type CommandIO, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE } from "./io.ts";
 import { parseLabelList } from "./labels.ts";
+import { VERIFY_OPTIONS, verificationConfig } from "./serve.ts";
 import { requireRulesFlag, usageError } from "./usage.ts";
+import { createChecks } from "./verification.ts";
 
 export const REWRITE_HELP = `Usage: imageshift rewrite --rules PATH [options] [--] IMAGE...
 
@@ -28,6 +31,11 @@ Options:
   --excluded-namespaces NS,... never served besides kube-system: the release namespace and
                                the chart's excludedNamespaces (default ${DEFAULT_EXCLUDED_NAMESPACES.join(",")})
   --output text|json           text (default) or one JSON array, one element per image
+  --verify                     ask the target registries as the webhook would, for rule
+                               objects with a verification policy (docs/mirrors.md); the
+                               registry flags of \`imageshift serve\` apply (--verify-deadline,
+                               --registry-timeout, --registry-config FILE for credentials,
+                               --registry-ca FILE, ...)
   -h, --help                   this help
 
 Namespace gating: the webhook is called only for pods in namespaces labelled
@@ -35,7 +43,8 @@ KEY=enabled or KEY=strict, and never in kube-system or the excluded namespaces; 
 images are left unchanged. Without --namespace-labels the labels are unknown: the images
 are rewritten as if the webhook were called, and the output says gating was not applied.
 
-Exit status: 0 every image processed, 1 some image is not a valid reference,
+Exit status: 0 every image processed, 1 some image is not a valid reference (or, with
+--verify, is kept because its mirror cannot be used),
 2 unusable arguments, or rules with an error (the problems are listed on stderr and the
 images still rewritten with the valid rules, as the webhook would).
 `;
@@ -47,23 +56,39 @@ export interface RewriteJson {
   rule: { kind: string; name: string; field: string } | null;
   error?: string;
   audit?: { output: string; rule: { kind: string; name: string; field: string }; error?: string };
+  /** With --verify: what the registries said, and whether the image is kept for it. */
+  verify?: { kept: boolean; checks: string };
   gating: Gating;
 }
 
-export function toJson(result: RewriteResult, gating: Gating): RewriteJson {
+/** One image's answer: the rules' result and, with --verify, the checks. */
+export interface Rewritten {
+  result: RewriteResult;
+  verified?: Verified;
+}
+
+export function toJson({ result, verified }: Rewritten, gating: Gating): RewriteJson {
+  const kept = verified?.fallback === true;
   const json: Omit<RewriteJson, "gating"> = {
     input: result.input,
-    output: result.output,
-    changed: result.changed,
+    output: kept ? result.input : result.output,
+    changed: kept ? false : result.changed,
     rule: result.rule ? { ...result.rule } : null,
   };
   if (result.error !== undefined) json.error = result.error;
   if (result.audit) json.audit = { ...result.audit, rule: { ...result.audit.rule } };
+  if (verified) json.verify = { kept, checks: describeChecks(verified.checks) };
   return { ...json, gating: { ...gating } };
 }
 
-export function toText(result: RewriteResult, gating: Gating): string {
+export function toText({ result, verified }: Rewritten, gating: Gating): string {
   if (!gating.called) return `${result.input} unchanged: the webhook is not called: ${gating.reason}`;
+  if (verified?.fallback)
+    return `${result.input} kept: its mirror cannot be used: ${describeChecks(verified.checks)}`;
+  if (verified?.result) {
+    const line = toText({ result: verified.result }, gating);
+    return `${line}\n  checked: ${describeChecks(verified.checks)}`;
+  }
   const by = result.rule ? ` (${describeRule(result.rule)})` : "";
   let line: string;
   if (result.error !== undefined) line = `${result.input}: error: ${result.error}`;
@@ -87,6 +112,8 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
       "namespace-label": { type: "string", default: DEFAULT_NAMESPACE_LABEL },
       "excluded-namespaces": { type: "string", default: DEFAULT_EXCLUDED_NAMESPACES.join(",") },
       output: { type: "string", default: "text" },
+      verify: { type: "boolean", default: false },
+      ...VERIFY_OPTIONS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -123,9 +150,31 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
     return EXIT_USAGE;
   }
 
-  const results = positionals.map((image) =>
-    gating.called ? compiled.ruleSet.rewrite(image, context) : unchanged(image),
+  const checks = values.verify
+    ? await createChecks(verificationConfig(values, "rewrite"), "rewrite")
+    : undefined;
+  const results = await Promise.all(
+    positionals.map(async (image): Promise<Rewritten> => {
+      if (!gating.called) return { result: unchanged(image) };
+      const result = compiled.ruleSet.rewrite(image, context);
+      if (!checks || !result.changed || !result.verify) return { result };
+      const deadline = new Deadline(checks.verification.deadlineMs);
+      try {
+        const verified = await verifyRewrite(
+          image,
+          result,
+          compiled.ruleSet,
+          context,
+          checks.checker,
+          deadline,
+        );
+        return { result, verified };
+      } finally {
+        deadline.clear();
+      }
+    }),
   );
+  await checks?.checker.stop();
   if (values.output === "json")
     io.stdout(
       `${JSON.stringify(
@@ -139,8 +188,9 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
     for (const result of results) io.stdout(`${toText(result, gating)}\n`);
   }
   if (compiled.issues.some((issue) => issue.severity === "error")) return EXIT_USAGE;
-  const invalidInput = results.some((result) => result.error !== undefined && result.rule === null);
-  return invalidInput ? EXIT_INVALID_INPUT : EXIT_OK;
+  const invalidInput = results.some(({ result }) => result.error !== undefined && result.rule === null);
+  const kept = results.some(({ verified }) => verified?.fallback);
+  return invalidInput || kept ? EXIT_INVALID_INPUT : EXIT_OK;
 }
 
 /** What the API server admits when it does not call the webhook: the image as written. */

@@ -11,11 +11,13 @@ import { FileCertificateSource, SelfSignedCertificateSource } from "../certs/cer
 import { FileRuleSource } from "../engine/rules/file-source.ts";
 import { errorMessage, ListenError, UsageError } from "../errors.ts";
 import type { SelfManagedCertificates } from "../operator/cluster-mode.ts";
+import { type Keyring, NO_CREDENTIALS } from "../registry/credentials.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { type AppOptions, type RunningApp, startApp } from "../webhook/app.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
+import { createChecks } from "./verification.ts";
 
 export const SERVE_HELP = `Usage: imageshift serve [--rules PATH] [options]
 
@@ -363,6 +365,9 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
 export async function buildApp(config: ServeConfig, logger: Logger): Promise<AppOptions> {
   // One registry for the app and, in cluster mode, the Kubernetes client and the leader gauge.
   const metrics = new Metrics();
+  // Secrets named by rule objects (cluster mode) are known once cluster mode is built.
+  let secrets: Keyring = NO_CREDENTIALS;
+  const checks = await createChecks(config.verification, "serve", { metrics, secrets: () => secrets });
   // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
   const cluster =
     config.rules === undefined
@@ -374,8 +379,11 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
           ...(config.selfManaged ? { selfManaged: config.selfManaged } : {}),
           ...(config.kubeconfig !== undefined ? { kubeconfig: config.kubeconfig } : {}),
           ...(config.leaseName ? { leaseName: config.leaseName } : {}),
+          registryCredentials: config.verification.secrets,
+          registryHealth: checks.checker,
         })
       : undefined;
+  if (cluster) secrets = cluster.keyring;
   const certificates =
     cluster?.certificateSource ??
     (config.certFile && config.keyFile
@@ -386,9 +394,9 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
     certificates,
     logger,
     metrics,
-    ...(cluster
-      ? { namespaceLabels: cluster.namespaceLabels, outer: cluster.outer, runnables: cluster.runnables }
-      : {}),
+    ...(cluster ? { namespaceLabels: cluster.namespaceLabels, outer: cluster.outer } : {}),
+    runnables: [...(cluster?.runnables ?? []), checks.runnable],
+    verification: checks.verification,
     failClosed: config.failClosed,
     namespaceLabel: config.namespaceLabel,
     mrwMetrics: config.mrwMetrics,
