@@ -16,7 +16,13 @@ import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { WatchedKind, type WatchedKindOptions } from "../k8s/informer.ts";
 import type { KubeObject, Secret } from "../k8s/objects.ts";
 import type { Runnable } from "../manager/manager.ts";
-import { type Credentials, type Keyring, keyringHost, parseDockerConfig } from "../registry/credentials.ts";
+import {
+  type Credentials,
+  type Keyring,
+  keyringHost,
+  NO_CREDENTIALS,
+  parseDockerConfig,
+} from "../registry/credentials.ts";
 import { componentLogger, type Logger } from "../telemetry/logger.ts";
 
 export const DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson";
@@ -35,6 +41,23 @@ export const SECRETS_MAX = 256;
  * with its helpers' caches) from being parsed and held.
  */
 export const DOCKER_CONFIG_MAX_BYTES = 64 * 1024;
+
+/** A keyring of named Secrets that can also say why a named one serves nothing. */
+export interface ClusterKeyring extends Keyring {
+  /** Why `source` serves no credentials, naming it and the namespace; undefined when it serves or is undefined. */
+  describeMissing(source: string | undefined): string | undefined;
+}
+
+/** Registry credentials off (no `--registry-credentials`): anonymous checks, and a named Secret says why it is not read. */
+export function credentialsOff(namespace: string): ClusterKeyring {
+  return {
+    credentials: NO_CREDENTIALS.credentials,
+    describeMissing: (source) =>
+      source === undefined
+        ? undefined
+        : `${secretName(namespace, source)} not read: registry credentials are off (serve --registry-credentials, chart value registryCredentials.enabled)`,
+  };
+}
 
 /** What the cache keeps of a Secret: its identity and what its config became, never the data. */
 interface HeldSecret extends KubeObject {
@@ -87,7 +110,7 @@ function hold(secret: Secret & HeldSecret, namespace: string): HeldSecret["held"
   }
 }
 
-export class SecretKeyring implements Keyring, Runnable {
+export class SecretKeyring implements ClusterKeyring, Runnable {
   readonly name = "registry-credentials";
   private readonly namespace: string;
   private readonly logger: Logger;
