@@ -112,7 +112,7 @@ export function clusterMode(options: ClusterModeOptions) {
     /**
      * For the manager (webhook/app.ts): the client around everything; after the rules, the
      * credentials (the webhook is not ready before their first list: a check without the
-     * credentials it needs would find private images absent), then leadership.
+     * credentials it needs would fail against a private mirror), then leadership.
      */
     outer: [connection],
     runnables: secretKeyring ? [secretKeyring, leaderElection] : [leaderElection],

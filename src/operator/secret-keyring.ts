@@ -9,7 +9,7 @@
  * A Secret that does not parse is logged (its namespace, name and the problem, never its
  * content) and its last good version keeps serving: a bad edit never takes credentials away.
  * The keyring is a manager runnable, not ready until the first list: a webhook that checked
- * mirrors before its credentials were known would report private images as absent.
+ * mirrors before its credentials were known would fail against private mirrors.
  */
 import { quote } from "../errors.ts";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
