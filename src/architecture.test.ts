@@ -21,7 +21,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   registry: ["errors.ts", "version.ts", "telemetry", "platform"],
   admission: ["errors.ts", "telemetry", "api", "engine"],
   certs: ["errors.ts", "telemetry", "platform", "k8s"],
-  operator: ["errors.ts", "telemetry", "platform", "api", "engine", "k8s", "certs", "manager"],
+  operator: ["errors.ts", "telemetry", "platform", "api", "engine", "k8s", "registry", "certs", "manager"],
   webhook: ["errors.ts", "telemetry", "platform", "engine", "admission", "certs", "manager"],
   cli: ["errors.ts", "telemetry", "api", "engine", "admission", "certs", "operator", "webhook", "registry", "manager"],
   "main.ts": ["cli"],

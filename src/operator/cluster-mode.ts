@@ -1,7 +1,8 @@
 /**
  * Wiring for cluster mode: the Kubernetes configuration (in-cluster service account,
- * $KUBECONFIG or ~/.kube/config), the cluster rule source, the leader's duties, and in
- * self-managed certificate mode the Secret-backed certificate source.
+ * $KUBECONFIG or ~/.kube/config), the cluster rule source, the leader's duties, in
+ * self-managed certificate mode the Secret-backed certificate source, and with
+ * `--registry-credentials` the registry credentials from Secrets (`secret-keyring.ts`).
  */
 
 import { CertificateManager } from "../certs/certificate-manager.ts";
@@ -14,6 +15,8 @@ import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { ClusterRuleSource } from "./cluster-source.ts";
 import { statusReporting } from "./operator.ts";
+import { type ClusterKeyring, credentialsOff, SecretKeyring } from "./secret-keyring.ts";
+import type { RegistryErrors } from "./status.ts";
 
 export interface SelfManagedCertificates {
   secretName: string;
@@ -37,6 +40,17 @@ export interface ClusterModeOptions {
   leaseName?: string;
   /** Where the client's requests and this replica's leadership are counted. */
   metrics?: Metrics;
+  /**
+   * `--registry-credentials`: read `kubernetes.io/dockerconfigjson` Secrets in `namespace` for
+   * the presence checks (the chart grants get, list and watch on Secrets there only then).
+   */
+  registryCredentials?: boolean;
+  /**
+   * The presence checks' last error per registry (`registry/presence.ts`), for the rule objects'
+   * RegistriesReachable conditions. Read only once leading, so it may delegate to a checker built
+   * after this call (it needs `keyring`).
+   */
+  registryHealth?: { lastErrors(): RegistryErrors };
 }
 
 export function clusterMode(options: ClusterModeOptions) {
@@ -55,7 +69,11 @@ export function clusterMode(options: ClusterModeOptions) {
     namespace,
     ...(options.leaseName ? { leaseName: options.leaseName } : {}),
     ...(certificates ? { certificates } : {}),
+    ...(options.registryHealth ? { registryHealth: options.registryHealth } : {}),
   });
+  const secretKeyring = options.registryCredentials
+    ? new SecretKeyring({ client, namespace, logger })
+    : undefined;
   if (metrics) metrics.isLeader = () => duties.elector.leading;
   const certificateSource: CertificateSource | undefined = selfManaged
     ? new SecretCertificateSource({ client, namespace, name: selfManaged.secretName, logger })
@@ -66,6 +84,7 @@ export function clusterMode(options: ClusterModeOptions) {
       from: client.origin,
       watchCompat: options.watchCompat,
       certificates: selfManaged ? "selfManaged" : "files",
+      registryCredentials: secretKeyring ? `Secrets in ${namespace}` : "off",
     },
     "cluster mode: rules come from the API server",
   );
@@ -83,12 +102,19 @@ export function clusterMode(options: ClusterModeOptions) {
     start: async () => duties.start(),
     stop: () => duties.stop(),
   };
+  const keyring: ClusterKeyring = secretKeyring ?? credentialsOff(namespace);
   return {
     rules: source,
     certificateSource,
     namespaceLabels: (name: string) => source.namespaceLabels(name),
-    /** For the manager (webhook/app.ts): the client around everything, leadership after the rules. */
+    /** Credentials for the presence checks, by the Secret a rule object names. */
+    keyring,
+    /**
+     * For the manager (webhook/app.ts): the client around everything; after the rules, the
+     * credentials (the webhook is not ready before their first list: a check without the
+     * credentials it needs would fail against a private mirror), then leadership.
+     */
     outer: [connection],
-    runnables: [leaderElection],
+    runnables: secretKeyring ? [secretKeyring, leaderElection] : [leaderElection],
   };
 }

@@ -2,6 +2,10 @@
  * The operator half of cluster mode: the leader's duties. Every replica serves admissions
  * from its own watches; only the leader writes status and, in self-managed certificate mode,
  * keeps the certificates and the webhook configurations' caBundle.
+ *
+ * Mirror presence checks happen at admission, not on rule changes: the leader compares their
+ * last errors every few seconds and re-syncs status when they changed, so the objects'
+ * RegistriesReachable conditions follow (`status.ts`).
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
@@ -10,7 +14,7 @@ import type { KubeClient } from "../k8s/client.ts";
 import { LeaderElector } from "../k8s/leader.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { ClusterRuleSource } from "./cluster-source.ts";
-import { StatusWriter } from "./status.ts";
+import { type RegistryErrors, StatusWriter } from "./status.ts";
 
 export interface StatusReportingOptions {
   client: KubeClient;
@@ -26,6 +30,18 @@ export interface StatusReportingOptions {
   retryPeriodMs?: number;
   /** Self-managed certificates: reconciled by the leader every `periodMs`. */
   certificates?: CertificateManager;
+  /** The presence checks' last error per registry (`registry/presence.ts`), for RegistriesReachable. */
+  registryHealth?: { lastErrors(): RegistryErrors };
+  /** How often the leader compares `registryHealth` with what it last saw (default 10 s). */
+  healthCheckMs?: number;
+}
+
+/** One string per set of last errors: equal strings, nothing changed. */
+function fingerprint(errors: RegistryErrors): string {
+  return [...errors]
+    .map(([host, error]) => `${host}\n${error.message}\n${error.at}`)
+    .sort()
+    .join("\n\n");
 }
 
 export interface StatusReporting {
@@ -43,10 +59,23 @@ export function startStatusReporting(options: StatusReportingOptions): StatusRep
 }
 
 export function statusReporting(options: StatusReportingOptions): StatusReporting {
-  const { source, logger } = options;
-  const writer = new StatusWriter(options.client, logger);
+  const { source, logger, registryHealth } = options;
+  const writer = new StatusWriter(
+    options.client,
+    logger,
+    registryHealth && (() => registryHealth.lastErrors()),
+  );
   let resync: NodeJS.Timeout | undefined;
   let renew: NodeJS.Timeout | undefined;
+  let healthCheck: NodeJS.Timeout | undefined;
+  /** The last errors as last compared: a change brings a status pass (only changed objects are written). */
+  let seen = "";
+  const compareHealth = (health: { lastErrors(): RegistryErrors }) => {
+    const now = fingerprint(health.lastErrors());
+    if (now === seen) return;
+    seen = now;
+    sync();
+  };
   const { certificates } = options;
   let reconciling = false;
   /** One pass at a time: a slow pass is never overlapped by the next tick. */
@@ -77,6 +106,10 @@ export function statusReporting(options: StatusReportingOptions): StatusReportin
       sync();
       resync = setInterval(sync, options.resyncMs ?? 30_000);
       resync.unref();
+      if (registryHealth) {
+        healthCheck = setInterval(() => compareHealth(registryHealth), options.healthCheckMs ?? 10_000);
+        healthCheck.unref();
+      }
       if (certificates) {
         void reconcileCertificates();
         renew = setInterval(() => void reconcileCertificates(), certificates.periodMs);
@@ -86,6 +119,7 @@ export function statusReporting(options: StatusReportingOptions): StatusReportin
     onStoppedLeading: () => {
       clearInterval(resync);
       clearInterval(renew);
+      clearInterval(healthCheck);
     },
   });
   source.onChange(sync);
@@ -96,6 +130,7 @@ export function statusReporting(options: StatusReportingOptions): StatusReportin
     async stop() {
       clearInterval(resync);
       clearInterval(renew);
+      clearInterval(healthCheck);
       await elector.stop();
     },
   };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { compileObject } from "../engine/rules/compile.ts";
+import { type CompiledObject, compileObject } from "../engine/rules/compile.ts";
 import { type ClusterObject, COMPAT_RESOURCE, IMAGESHIFT_RESOURCE } from "./cluster-source.ts";
 import { type Condition, desiredStatus, type RuleObjectStatus, statusMatches } from "./status.ts";
 
@@ -377,5 +377,150 @@ describe("RegistryRewriteRule status: MRW's fields kept current", () => {
     assert.equal(statusMatches({ ...wanted, ruleCount: 3 }, wanted), false);
     const { ready: _, ...withoutReady } = wanted;
     assert.equal(statusMatches(withoutReady, wanted), false);
+  });
+});
+
+/** `entry` whose rules in use verify (`verify.mode`) against these target registries. */
+function verifying(base: ClusterObject, mode: string, targetRegistries?: readonly string[]): ClusterObject {
+  const object = {
+    ...base.result.object!,
+    verify: { mode },
+    ...(targetRegistries ? { targetRegistries } : {}),
+  } as CompiledObject;
+  return { ...base, result: { ...base.result, object } };
+}
+
+const AT = Date.parse("2026-11-30T21:00:00.250Z");
+const ERRORS = new Map([
+  ["127.0.0.1:5000", { message: "HTTP 503", at: AT }],
+  ["elsewhere.example", { message: "connection refused", at: AT }],
+]);
+
+function readyOf(status: RuleObjectStatus): Condition | undefined {
+  return status.conditions.find((condition) => condition.type === "Ready");
+}
+
+function reachable(status: RuleObjectStatus): Condition | undefined {
+  return status.conditions.find((condition) => condition.type === "RegistriesReachable");
+}
+
+describe("RegistriesReachable: the last error of each target registry, for objects that verify", () => {
+  const targets = ["mirror.corp", "127.0.0.1:5000"];
+
+  test("an object that does not verify, or verifies with mode None, gets no such condition", () => {
+    assert.equal(reachable(desiredStatus(entry(VALID, { generation: 1 }), NOW, ERRORS)), undefined);
+    const none = verifying(entry(VALID, { generation: 1 }), "None", targets);
+    assert.deepEqual(
+      desiredStatus(none, NOW, ERRORS).conditions.map((condition) => condition.type),
+      ["Ready"],
+    );
+  });
+
+  test("no target registry failing: True, Reachable, the registries named", () => {
+    const status = desiredStatus(
+      verifying(entry(VALID, { generation: 2 }), "Presence", targets),
+      NOW,
+      new Map(),
+    );
+    assert.deepEqual(status.conditions[1], {
+      type: "RegistriesReachable",
+      status: "True",
+      reason: "Reachable",
+      message: "no failed check on mirror.corp, 127.0.0.1:5000",
+      lastTransitionTime: NOW_TEXT,
+      observedGeneration: 2,
+    });
+    assert.equal(
+      reachable(desiredStatus(verifying(entry(VALID), "Digest", targets), NOW))?.status,
+      "True",
+      "Digest too",
+    );
+    const noTargets = desiredStatus(verifying(entry(VALID), "Digest", []), NOW);
+    assert.equal(reachable(noTargets)?.message, "no target registries");
+    const unknownTargets = desiredStatus(verifying(entry(VALID), "Presence"), NOW, ERRORS);
+    assert.equal(reachable(unknownTargets)?.message, "no target registries");
+  });
+
+  test("a target registry with a last error: False, CheckFailed, each failing target with its error and time", () => {
+    const status = desiredStatus(verifying(entry(VALID, { generation: 2 }), "Digest", targets), NOW, ERRORS);
+    const condition = reachable(status);
+    assert.equal(condition?.status, "False");
+    assert.equal(condition?.reason, "CheckFailed");
+    assert.equal(
+      condition?.message,
+      "127.0.0.1:5000: HTTP 503 (at 2026-11-30T21:00:00Z)",
+      "only its own targets",
+    );
+    assert.equal(readyOf(status)?.status, "True", "Ready is about the rules, not the registries");
+
+    const both = new Map([...ERRORS, ["mirror.corp", { message: "HTTP 429", at: AT + 5000 }]]);
+    assert.equal(
+      reachable(desiredStatus(verifying(entry(VALID), "Presence", targets), NOW, both))?.message,
+      "mirror.corp: HTTP 429 (at 2026-11-30T21:00:05Z); 127.0.0.1:5000: HTTP 503 (at 2026-11-30T21:00:00Z)",
+    );
+  });
+
+  test("bounded: ten registries listed, each error cut to 256 characters without control characters", () => {
+    const many = Array.from({ length: 15 }, (_, i) => `r${i}.example`);
+    const errors = new Map(
+      many.map((host) => [host, { message: `HTTP 500\n\u001b[31m${"x".repeat(1000)}`, at: AT }] as const),
+    );
+    const failed = reachable(desiredStatus(verifying(entry(VALID), "Presence", many), NOW, errors));
+    const parts = failed?.message.split("; ") ?? [];
+    assert.equal(parts.length, 11);
+    assert.equal(parts[10], "… and 5 more");
+    assert.match(parts[0] ?? "", /^r0\.example: HTTP 500 \[31mxxx+ \(at 2026-11-30T21:00:00Z\)$/);
+    assert.equal(parts[0]?.length, "r0.example: ".length + 256 + " (at 2026-11-30T21:00:00Z)".length);
+    assert.ok((failed?.message.length ?? 0) <= 4096);
+
+    const fine = reachable(desiredStatus(verifying(entry(VALID), "Presence", many), NOW));
+    assert.equal(fine?.message, `no failed check on ${many.slice(0, 10).join(", ")}, … and 5 more`);
+  });
+
+  test("an unusable generation reports the registries of the generation in use", () => {
+    const earlier = verifying(entry(VALID, { generation: 3 }), "Presence", ["127.0.0.1:5000"]).result.object!;
+    const broken = { ...entry(WHOLLY_INVALID, { generation: 4 }), lastGood: earlier };
+    assert.equal(reachable(desiredStatus(broken, NOW, ERRORS))?.reason, "CheckFailed");
+    assert.equal(reachable(desiredStatus(entry(WHOLLY_INVALID), NOW, ERRORS)), undefined, "nothing in use");
+  });
+
+  test("each condition keeps its own transition time", () => {
+    const stored = {
+      conditions: [
+        { type: "Ready", status: "False", lastTransitionTime: EARLIER },
+        { type: "RegistriesReachable", status: "True", lastTransitionTime: EARLIER },
+      ],
+    };
+    const status = desiredStatus(verifying(entry(VALID, { status: stored }), "Presence", targets), NOW);
+    assert.equal(readyOf(status)?.lastTransitionTime, NOW_TEXT, "Ready flipped");
+    assert.equal(reachable(status)?.lastTransitionTime, EARLIER, "RegistriesReachable did not");
+    const flipped = desiredStatus(
+      verifying(entry(VALID, { status: stored }), "Presence", targets),
+      NOW,
+      ERRORS,
+    );
+    assert.equal(reachable(flipped)?.lastTransitionTime, NOW_TEXT);
+  });
+
+  test("statusMatches compares the condition, and sees it gone when verification is turned off", () => {
+    const on = desiredStatus(verifying(entry(VALID, { generation: 1 }), "Presence", targets), NOW, ERRORS);
+    assert.equal(statusMatches(on, on), true);
+    const again = desiredStatus(
+      verifying(entry(VALID, { generation: 1, status: on }), "Presence", targets),
+      new Date(),
+      ERRORS,
+    );
+    assert.deepEqual(again, on, "no write loop: the stored status is what is wanted");
+    const recovered = desiredStatus(verifying(entry(VALID, { generation: 1 }), "Presence", targets), NOW);
+    assert.equal(statusMatches(on, recovered), false, "the registry recovered");
+
+    const off = desiredStatus(entry(VALID, { generation: 1, status: on }), NOW, ERRORS);
+    assert.deepEqual(
+      off.conditions.map((condition) => condition.type),
+      ["Ready"],
+      "the condition is removed (the merge patch replaces the conditions list)",
+    );
+    assert.equal(statusMatches(on, off), false);
+    assert.equal(statusMatches(off, on), false);
   });
 });

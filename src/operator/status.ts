@@ -17,17 +17,30 @@
  * `InvalidObjectLastGoodInUse` (this generation unusable as a whole, an earlier one's rules
  * served instead: "generation 4 not in use, serving generation 3's 5 rule(s) instead: …").
  *
+ * An object whose rules verify their targets (`verify.mode` not `None`, issue 13) also gets
+ *
+ *     - type: RegistriesReachable
+ *       status: "False"                 # "True", reason Reachable, when none failed
+ *       reason: CheckFailed
+ *       message: "127.0.0.1:5000: HTTP 503 (at 2026-11-30T21:00:00Z)"
+ *
+ * from the last error of each of its target registries, as this replica's presence checks saw
+ * them (checks happen at admission, on every replica; the leader reports its own).
+ *
  * Only the leader writes (see `leader.ts`), so replicas never fight over it; a write happens
  * only when the wanted status differs from the stored one.
  */
 
 import { COMPAT_KIND } from "../api/schema.ts";
+import type { CompiledObject } from "../engine/rules/compile.ts";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { ClusterObject } from "./cluster-source.ts";
 
+export type ConditionType = "Ready" | "RegistriesReachable";
+
 export interface Condition {
-  type: "Ready";
+  type: ConditionType;
   status: "True" | "False";
   reason: string;
   message: string;
@@ -51,6 +64,27 @@ const MESSAGE_MAX = 4096;
 /** Warnings listed in a status, and the length of each: enough to act on, small to store. */
 const WARNINGS_MAX = 20;
 const WARNING_MAX = 1024;
+/**
+ * Registries a RegistriesReachable message names, and the length of each one's error: enough to
+ * act on; the error text comes from the registry, so it is bounded here whatever the client does.
+ */
+const REGISTRIES_LISTED = 10;
+const REGISTRY_ERROR_MAX = 256;
+
+/** The last failed check per registry host (`registry/presence.ts`, `PresenceChecker.lastErrors`). */
+export type RegistryErrors = ReadonlyMap<string, { readonly message: string; readonly at: number }>;
+
+const NO_ERRORS: RegistryErrors = new Map();
+
+/**
+ * What the RegistriesReachable condition reads of a compiled object: its verification mode and
+ * the registries its rules rewrite to (set by `engine/rules/compile.ts` for objects that verify).
+ * Declared here until `CompiledObject` carries both fields; then this is `CompiledObject`.
+ */
+type Verifying = CompiledObject & {
+  readonly verify?: { readonly mode: string };
+  readonly targetRegistries?: readonly string[];
+};
 
 interface StoredStatus {
   observedGeneration?: number;
@@ -91,8 +125,78 @@ function notReady(entry: ClusterObject): { reason: string; lead: string } {
   };
 }
 
-/** The status an object should have, keeping the stored transition time when nothing flipped. */
-export function desiredStatus(entry: ClusterObject, now: Date = new Date()): RuleObjectStatus {
+/** RFC 3339 in whole seconds, as Kubernetes writes condition times. */
+function timeText(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, "Z");
+}
+
+/** `a, b, c … and 4 more`: at most `REGISTRIES_LISTED` items. */
+function listBounded(items: readonly string[], separator: string): string {
+  const shown = items.slice(0, REGISTRIES_LISTED).join(separator);
+  return items.length > REGISTRIES_LISTED
+    ? `${shown}${separator}… and ${items.length - REGISTRIES_LISTED} more`
+    : shown;
+}
+
+/** A condition, keeping the stored transition time when its status did not flip. */
+function condition(
+  type: ConditionType,
+  fields: { status: "True" | "False"; reason: string; message: string },
+  stored: StoredStatus | undefined,
+  generation: number | undefined,
+  now: Date,
+): Condition {
+  const before = stored?.conditions?.find((candidate) => candidate.type === type);
+  return {
+    type,
+    ...fields,
+    lastTransitionTime:
+      before?.status === fields.status && before.lastTransitionTime
+        ? before.lastTransitionTime
+        : timeText(now),
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+  };
+}
+
+/**
+ * RegistriesReachable for an object whose rules in use verify their targets; undefined for one
+ * that does not (the condition is then removed).
+ */
+function registriesReachable(
+  entry: ClusterObject,
+  errors: RegistryErrors,
+): { status: "True" | "False"; reason: string; message: string } | undefined {
+  const inUse = (entry.result.object ?? entry.lastGood) as Verifying | undefined;
+  if (!inUse?.verify || inUse.verify.mode === "None") return undefined;
+  const targets = inUse.targetRegistries ?? [];
+  const failing = targets.flatMap((host) => {
+    const error = errors.get(host);
+    if (!error) return [];
+    // The registry's own words can reach the message: control characters go, the length is bounded.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
+    const message = error.message.replace(/[\u0000-\u001f\u007f]+/g, " ").slice(0, REGISTRY_ERROR_MAX);
+    return [`${host}: ${message} (at ${timeText(new Date(error.at))})`];
+  });
+  if (failing.length > 0)
+    return {
+      status: "False",
+      reason: "CheckFailed",
+      message: listBounded(failing, "; ").slice(0, MESSAGE_MAX),
+    };
+  const message =
+    targets.length === 0 ? "no target registries" : `no failed check on ${listBounded(targets, ", ")}`;
+  return { status: "True", reason: "Reachable", message: message.slice(0, MESSAGE_MAX) };
+}
+
+/**
+ * The status an object should have, keeping the stored transition times when nothing flipped;
+ * `registryErrors` gives the RegistriesReachable condition of objects that verify.
+ */
+export function desiredStatus(
+  entry: ClusterObject,
+  now: Date = new Date(),
+  registryErrors: RegistryErrors = NO_ERRORS,
+): RuleObjectStatus {
   const generation = entry.object.metadata?.generation;
   const errors = entry.result.issues.filter((issue) => issue.severity === "error");
   const inUse = entry.result.object ?? entry.lastGood;
@@ -111,28 +215,19 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
     reason = why;
     message = (entry.overBudget && listed ? `${lead}; ${listed}` : lead + listed).slice(0, MESSAGE_MAX);
   }
-  const stored = (entry.object.status as StoredStatus | undefined)?.conditions?.find(
-    (condition) => condition.type === "Ready",
-  );
-  const status = ready ? "True" : "False";
-  const condition: Condition = {
-    type: "Ready",
-    status,
-    reason,
-    message,
-    lastTransitionTime:
-      stored?.status === status && stored.lastTransitionTime
-        ? stored.lastTransitionTime
-        : now.toISOString().replace(/\.\d+Z$/, "Z"),
-    ...(generation === undefined ? {} : { observedGeneration: generation }),
-  };
+  const stored = entry.object.status as StoredStatus | undefined;
+  const conditions = [
+    condition("Ready", { status: ready ? "True" : "False", reason, message }, stored, generation, now),
+  ];
+  const reachable = registriesReachable(entry, registryErrors);
+  if (reachable) conditions.push(condition("RegistriesReachable", reachable, stored, generation, now));
   return {
     ...(generation === undefined ? {} : { observedGeneration: generation }),
     rules,
     ...(warnings.length > 0 ? { warnings } : {}),
-    conditions: [condition],
+    conditions,
     ...(entry.resource.kind === COMPAT_KIND
-      ? { ready, ruleCount: rules, lastUpdateTime: now.toISOString().replace(/\.\d+Z$/, "Z") }
+      ? { ready, ruleCount: rules, lastUpdateTime: timeText(now) }
       : {}),
   };
 }
@@ -140,30 +235,39 @@ export function desiredStatus(entry: ClusterObject, now: Date = new Date()): Rul
 /** True when the stored status already says this (times aside). */
 export function statusMatches(stored: unknown, wanted: RuleObjectStatus): boolean {
   const current = stored as StoredStatus | undefined;
-  const condition = current?.conditions?.find((c) => c.type === "Ready");
-  const [want] = wanted.conditions;
+  const sameCondition = (type: ConditionType) => {
+    const have = current?.conditions?.find((c) => c.type === type);
+    const want = wanted.conditions.find((c) => c.type === type);
+    return (
+      have?.status === want?.status &&
+      have?.reason === want?.reason &&
+      have?.message === want?.message &&
+      have?.observedGeneration === want?.observedGeneration
+    );
+  };
   return (
     current?.observedGeneration === wanted.observedGeneration &&
     current?.rules === wanted.rules &&
     JSON.stringify(current?.warnings ?? []) === JSON.stringify(wanted.warnings ?? []) &&
     current?.ready === wanted.ready &&
     current?.ruleCount === wanted.ruleCount &&
-    condition?.status === want?.status &&
-    condition?.reason === want?.reason &&
-    condition?.message === want?.message &&
-    condition?.observedGeneration === want?.observedGeneration
+    sameCondition("Ready") &&
+    sameCondition("RegistriesReachable")
   );
 }
 
 export class StatusWriter {
   private readonly client: KubeClient;
   private readonly logger: Logger;
+  private readonly registryErrors: () => RegistryErrors;
   private running: Promise<void> | undefined;
   private again = false;
 
-  constructor(client: KubeClient, logger: Logger) {
+  /** `registryErrors`: the presence checks' last error per registry (none when not checking). */
+  constructor(client: KubeClient, logger: Logger, registryErrors: () => RegistryErrors = () => NO_ERRORS) {
     this.client = client;
     this.logger = componentLogger(logger, "status");
+    this.registryErrors = registryErrors;
   }
 
   /** Brings every object's status up to date; overlapping calls coalesce into one more pass. */
@@ -175,7 +279,9 @@ export class StatusWriter {
     this.running = (async () => {
       do {
         this.again = false;
-        for (const entry of objects()) await this.write(entry);
+        // Read once per pass: the same errors for every object.
+        const errors = this.registryErrors();
+        for (const entry of objects()) await this.write(entry, errors);
       } while (this.again);
     })().finally(() => {
       this.running = undefined;
@@ -183,8 +289,8 @@ export class StatusWriter {
     return this.running;
   }
 
-  private async write(entry: ClusterObject): Promise<void> {
-    const wanted = desiredStatus(entry);
+  private async write(entry: ClusterObject, errors: RegistryErrors): Promise<void> {
+    const wanted = desiredStatus(entry, new Date(), errors);
     if (statusMatches(entry.object.status, wanted)) return;
     const name = entry.object.metadata?.name ?? "";
     try {
@@ -195,7 +301,11 @@ export class StatusWriter {
         "merge",
       );
       this.logger.info(
-        { object: `${entry.resource.kind}/${name}`, ready: wanted.conditions[0]?.status },
+        {
+          object: `${entry.resource.kind}/${name}`,
+          ready: wanted.conditions[0]?.status,
+          registriesReachable: wanted.conditions[1]?.status,
+        },
         "status updated",
       );
     } catch (error) {

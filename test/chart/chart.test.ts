@@ -327,8 +327,11 @@ function expectedClusterPermissions(fullname: string, { compat = true, selfManag
   });
 }
 
-function expectedRolePermissions(fullname: string, { selfManaged = true } = {}): string[] {
-  return grants({
+function expectedRolePermissions(
+  fullname: string,
+  { selfManaged = true, credentials = false } = {},
+): string[] {
+  const granted = grants({
     "coordination.k8s.io/leases": ["create"],
     [`coordination.k8s.io/leases @${fullname}-leader`]: ["get", "update"],
     ...(selfManaged
@@ -338,6 +341,8 @@ function expectedRolePermissions(fullname: string, { selfManaged = true } = {}):
         }
       : {}),
   });
+  // Registry credentials: every dockerconfigjson Secret of the namespace, through a watch only.
+  return credentials ? [...granted, "/secrets list", "/secrets watch"].sort() : granted;
 }
 
 function assertSubset(subset: Labels, of: Labels | undefined, message: string): void {
@@ -425,7 +430,12 @@ function assertConsistent(r: Rendered): void {
     assert.deepEqual(webhookConfigurations, [r.arg("webhook-configuration"), r.arg("webhook-configuration")]);
     assert.equal(r.arg("service-name"), webhookService);
     assert.equal(r.find("Certificate"), undefined);
-    assert.deepEqual(permissions(r.role), expectedRolePermissions(r.deployment.metadata.name));
+    assert.deepEqual(
+      permissions(r.role),
+      expectedRolePermissions(r.deployment.metadata.name, {
+        credentials: r.args.includes("--registry-credentials"),
+      }),
+    );
     assert.equal(`${r.deployment.metadata.name}-tls`, r.arg("tls-secret"));
   } else {
     const certificate = r.one<Certificate>("Certificate");
@@ -630,6 +640,13 @@ describe("safe defaults (default render)", () => {
       "--namespace-label=imageshift.dev",
       `--leader-election-namespace=${NAMESPACE}`,
       "--leader-election-id=imageshift-leader",
+      "--verify-deadline=2s",
+      "--registry-timeout=5s",
+      "--verify-positive-ttl=5m",
+      "--verify-negative-ttl=30s",
+      "--verify-stale=1h",
+      "--breaker-failures=5",
+      "--breaker-cool-down=30s",
       "--tls-secret=imageshift-tls",
       "--webhook-configuration=imageshift",
       "--service-name=imageshift",
@@ -979,6 +996,46 @@ const ROWS: Row[] = [
       assert.ok(!render().args.includes("--fail-closed"), "not by default");
     },
   },
+  {
+    values: ["registryCredentials.enabled"],
+    args: set("registryCredentials.enabled=true"),
+    effect: "--registry-credentials; list and watch on the release namespace's Secrets, in the Role only",
+    check: (r) => {
+      assert.ok(r.args.includes("--registry-credentials"));
+      const byDefault = render();
+      assert.ok(!byDefault.args.includes("--registry-credentials"), "not by default");
+      assert.deepEqual(permissions(r.role), expectedRolePermissions("imageshift", { credentials: true }));
+      assert.deepEqual(permissions(byDefault.role), expectedRolePermissions("imageshift"));
+      assert.deepEqual(permissions(r.clusterRole), expectedClusterPermissions("imageshift"));
+      // Also in certManager mode, where the Role otherwise holds no Secret at all.
+      const certManager = render(set("registryCredentials.enabled=true", "certificates.mode=certManager"));
+      assert.deepEqual(
+        permissions(certManager.role),
+        expectedRolePermissions("imageshift", { selfManaged: false, credentials: true }),
+      );
+    },
+  },
+  ...(
+    [
+      ["verification.deadline", "0.5s", "verify-deadline"],
+      ["verification.requestTimeout", "2.5s", "registry-timeout"],
+      ["verification.positiveTtl", "12h", "verify-positive-ttl"],
+      ["verification.negativeTtl", "10s", "verify-negative-ttl"],
+      ["verification.staleFor", "30m", "verify-stale"],
+      ["verification.breaker.failures", "3", "breaker-failures"],
+      ["verification.breaker.coolDown", "2m", "breaker-cool-down"],
+    ] as const
+  ).map(
+    ([value, given, flag]): Row => ({
+      values: [value],
+      args: set(`${value}=${given}`),
+      effect: `--${flag}`,
+      check: (r) => {
+        assert.equal(r.arg(flag), given);
+        assert.notEqual(render().arg(flag), given, "not the default");
+      },
+    }),
+  ),
   {
     values: ["nodeOptions"],
     args: ["--set-string", "nodeOptions=--max-old-space-size=200 --max-semi-space-size=4"],
@@ -1519,10 +1576,41 @@ describe("values.schema.json refuses, at install, values the pod would crash-loo
     ["a nameOverride that is no DNS label", set("nameOverride=Image_Shift"), /nameOverride/],
     ["a namespaceLabel with a space", set("namespaceLabel=a b"), /namespaceLabel/],
     ["an apiServerCIDR that is no CIDR", set("networkPolicy.apiServerCIDRs[0]=10.0.0.1"), /apiServerCIDRs/],
+    ["a verification deadline in minutes", set("verification.deadline=1m"), /\/verification\/deadline/],
+    ["a verification deadline of 0s", set("verification.deadline=0s"), /\/verification\/deadline/],
+    ["a request timeout in milliseconds", set("verification.requestTimeout=500ms"), /requestTimeout/],
+    ["a TTL in days", set("verification.positiveTtl=1d"), /positiveTtl/],
+    ["breaker.failures=0", set("verification.breaker.failures=0"), /\/verification\/breaker\/failures/],
+    [
+      "registryCredentials.enabled=yes",
+      ["--set-string", "registryCredentials.enabled=yes"],
+      /registryCredentials/,
+    ],
   ];
   for (const [name, args, names] of cases) {
     it(name, () => assert.match(refusedBySchema(args), names));
   }
+
+  it("refuses a verification deadline not under timeoutSeconds, naming both; accepts it under a raised timeout", () => {
+    for (const args of [
+      set("verification.deadline=5s"),
+      set("timeoutSeconds=3", "verification.deadline=3.5s"),
+    ]) {
+      const result = spawnSync(helm, ["template", RELEASE, CHART, "--namespace", NAMESPACE, ...args], {
+        encoding: "utf8",
+        cwd: ROOT,
+      });
+      assert.notEqual(result.status, 0, `accepted: ${args.join(" ")}`);
+      assert.match(
+        result.stderr,
+        /verification\.deadline \d+(\.\d+)?s must be less than timeoutSeconds \(\d+ s\)/,
+      );
+    }
+    assert.equal(
+      render(set("timeoutSeconds=10", "verification.deadline=9.5s")).arg("verify-deadline"),
+      "9.5s",
+    );
+  });
 
   it("accepts what Kubernetes accepts: a numeric image tag from --set, resources with claims", () => {
     assert.equal(render(set("image.tag=2")).container.image, "ghcr.io/imageshift/imageshift:2");

@@ -66,3 +66,15 @@ rules:
     resources: ["pods", "pods/ephemeralcontainers"]
     scope: Namespaced
 {{- end }}
+
+{{/*
+verification.deadline, refused unless under timeoutSeconds: past the webhook's timeout the API
+server gives up on the call, and a fallback decided at the deadline would never be heard.
+*/}}
+{{- define "imageshift.verifyDeadline" -}}
+{{- $deadline := .Values.verification.deadline -}}
+{{- if ge (trimSuffix "s" $deadline | float64) (float64 .Values.timeoutSeconds) -}}
+{{- fail (printf "verification.deadline %s must be less than timeoutSeconds (%v s): the API server would give up on the webhook before the checks end" $deadline .Values.timeoutSeconds) -}}
+{{- end -}}
+{{ $deadline }}
+{{- end }}
