@@ -18,19 +18,19 @@ import type { RegistryErrors, RuleObjectStatus } from "./status.ts";
 
 const AT = Date.parse("2026-11-30T21:00:00Z");
 
-/** An Imageshift with one swap to `target`; `verify` as compile.ts will set it (issue 13). */
+/** An Imageshift with one swap to `target`, verifying with mode `verify` when given. */
 function ruleObject(name: string, target: string, verify?: string): ClusterObject {
   const object = {
     apiVersion: "imageshift.dev/v1",
     kind: "Imageshift",
     metadata: { name, generation: 1 },
-    spec: { mappings: { swap: [{ registry: "docker.io", target: `${target}/hub` }] } },
+    spec: {
+      ...(verify ? { verify: { mode: verify } } : {}),
+      mappings: { swap: [{ registry: "docker.io", target: `${target}/hub` }] },
+    },
   };
   const result = compileObject(object, { source: `Imageshift/${name}` });
-  const compiled = verify
-    ? ({ ...result.object!, verify: { mode: verify }, targetRegistries: [target] } as CompiledObject)
-    : result.object!;
-  return { resource: IMAGESHIFT_RESOURCE, object, result: { ...result, object: compiled } };
+  return { resource: IMAGESHIFT_RESOURCE, object, result };
 }
 
 /** The Lease, and status patches applied to the source's objects as the watch would bring them. */

@@ -382,11 +382,18 @@ describe("RegistryRewriteRule status: MRW's fields kept current", () => {
 
 /** `entry` whose rules in use verify (`verify.mode`) against these target registries. */
 function verifying(base: ClusterObject, mode: string, targetRegistries?: readonly string[]): ClusterObject {
-  const object = {
+  const policy = {
+    mode,
+    whenAbsent: "KeepOriginal",
+    whenUnknown: "Rewrite",
+    insecure: new Set<string>(),
+  } as const;
+  // compile.ts sets `verify` only for Presence and Digest.
+  const object: CompiledObject = {
     ...base.result.object!,
-    verify: { mode },
+    ...(mode === "Presence" || mode === "Digest" ? { verify: { ...policy, mode } } : {}),
     ...(targetRegistries ? { targetRegistries } : {}),
-  } as CompiledObject;
+  };
   return { ...base, result: { ...base.result, object } };
 }
 

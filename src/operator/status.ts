@@ -76,16 +76,6 @@ export type RegistryErrors = ReadonlyMap<string, { readonly message: string; rea
 
 const NO_ERRORS: RegistryErrors = new Map();
 
-/**
- * What the RegistriesReachable condition reads of a compiled object: its verification mode and
- * the registries its rules rewrite to (set by `engine/rules/compile.ts` for objects that verify).
- * Declared here until `CompiledObject` carries both fields; then this is `CompiledObject`.
- */
-type Verifying = CompiledObject & {
-  readonly verify?: { readonly mode: string };
-  readonly targetRegistries?: readonly string[];
-};
-
 interface StoredStatus {
   observedGeneration?: number;
   rules?: number;
@@ -166,8 +156,9 @@ function registriesReachable(
   entry: ClusterObject,
   errors: RegistryErrors,
 ): { status: "True" | "False"; reason: string; message: string } | undefined {
-  const inUse = (entry.result.object ?? entry.lastGood) as Verifying | undefined;
-  if (!inUse?.verify || inUse.verify.mode === "None") return undefined;
+  // `verify` is set only for objects that verify (mode Presence or Digest).
+  const inUse = entry.result.object ?? entry.lastGood;
+  if (!inUse?.verify) return undefined;
   const targets = inUse.targetRegistries ?? [];
   const failing = targets.flatMap((host) => {
     const error = errors.get(host);
