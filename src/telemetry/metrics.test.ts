@@ -4,6 +4,8 @@
  * the registry cache hit ratio and breaker gauges.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { localhostCertificate } from "../certs/testing.ts";
@@ -127,5 +129,19 @@ describe("Metrics", () => {
       'imageshift_registry_breaker_open{registry="a.io"} 0',
       'imageshift_registry_breaker_open{registry="b.io"} 1',
     ]);
+  });
+
+  test("docs/webhook.md's metrics table has a row for every imageshift_ metric", async () => {
+    const metrics = new Metrics();
+    metrics.stop();
+    const docs = readFileSync(join(import.meta.dirname, "..", "..", "docs", "webhook.md"), "utf8");
+    const names = (await metrics.registry.getMetricsAsJSON())
+      .map((m) => m.name)
+      .filter((n) => n.startsWith("imageshift_"));
+    assert.ok(names.includes("imageshift_registry_breaker_open"));
+    assert.deepEqual(
+      names.filter((name) => !docs.includes(`| \`${name}\``)),
+      [],
+    );
   });
 });
