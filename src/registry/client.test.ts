@@ -213,6 +213,23 @@ describe("RegistryClient", () => {
     assert.equal(registry.tokenRequests.length, start + 2);
   });
 
+  test("another name for the same registry reuses the token its challenge names", async () => {
+    const start = registry.tokenRequests.length;
+    const before = registry.requests.length;
+    const alias = {
+      host: `localhost:${registry.port}`,
+      repository: "bearer/app",
+      reference: "1",
+      insecure: true,
+    };
+    assert.deepEqual(await client.checkManifest(alias, U_P), { state: "present", digest: DIGEST });
+    assert.equal(registry.tokenRequests.length, start, "same realm, service, scope and credentials");
+    assert.deepEqual(
+      registry.requests.slice(before).map((r) => r.authorization ?? "none"),
+      ["none", "Bearer tok.1"],
+    );
+  });
+
   test("a cached token the registry no longer takes is fetched anew, once", async () => {
     const start = registry.tokenRequests.length;
     registry.revokeTokens();
@@ -265,9 +282,15 @@ describe("RegistryClient", () => {
   });
 
   test("requests are counted per host and reported with the registry; a refused connection is unknown", async () => {
+    const defaults = new RegistryClient();
+    assert.equal(
+      (await defaults.checkManifest({ host: "127.0.0.1:1", repository: "a", reference: "1" })).state,
+      "unknown",
+    );
+    defaults.close();
     assert.ok((client.sent.get(registry.host) ?? 0) >= 8);
     assert.ok(requested.length >= 8);
-    assert.ok(requested.every((host) => host === registry.host));
+    assert.deepEqual(new Set(requested), new Set([registry.host, `localhost:${registry.port}`]));
     const nowhere = await new RegistryClient({ timeoutMs: 300 }).checkManifest({
       host: "127.0.0.1:1",
       repository: "a",
