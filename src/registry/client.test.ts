@@ -1,6 +1,7 @@
 /**
  * The registry client against a scripted registry and token server on loopback (plain HTTP,
- * marked insecure): present, absent, unknown, the Bearer and Basic flows, token caching.
+ * marked insecure): present, absent, unknown with Retry-After, the Bearer and Basic flows with
+ * credentials per check, tokens cached per credentials, requests counted.
  */
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -8,14 +9,30 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { localhostCertificate } from "../certs/testing.ts";
-import { apiHost, MANIFEST_ACCEPT, parseChallenge, RegistryClient } from "./client.ts";
+import {
+  apiHost,
+  type Credentials,
+  credentialIdentity,
+  MANIFEST_ACCEPT,
+  MAX_COUNTED_HOSTS,
+  MAX_RETRY_AFTER_MS,
+  parseChallenge,
+  RegistryClient,
+  retryAfterMs,
+} from "./client.ts";
 
 const DIGEST = `sha256:${"d".repeat(64)}`;
 
-/** Repositories: `present` has tag `1`; `slow` never answers; `broken` answers 500; `bearer/*` need a token. */
+/**
+ * Repositories: `present` has tag `1`; `slow` never answers; `broken` answers 500;
+ * `busy/<status>/<retry-after>` answers that status and header; `bearer/*` need a token (only
+ * `bearer/app`'s is granted), `basic/*` Basic u:p, `negotiate/*` an auth scheme nobody speaks.
+ */
 class ScriptedRegistry {
   readonly requests: { method: string; path: string; accept?: string; authorization?: string }[] = [];
-  tokenRequests = 0;
+  /** The Authorization of each token request ("none" when anonymous). */
+  readonly tokenRequests: string[] = [];
+  private readonly issued = new Set<string>();
   private readonly server = createServer((req, res) => this.handle(req, res));
   port = 0;
 
@@ -33,15 +50,26 @@ class ScriptedRegistry {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** Forgets every token issued: the next request with one is refused, as after a server-side expiry. */
+  revokeTokens(): void {
+    this.issued.clear();
+  }
+
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     if (url.pathname === "/token") {
-      this.tokenRequests++;
+      this.tokenRequests.push(req.headers.authorization ?? "none");
+      const scope = url.searchParams.get("scope");
       // Only bearer/app may be pulled: a token for any other scope is refused.
-      const ok = url.searchParams.get("scope") === "repository:bearer/app:pull";
-      res.writeHead(ok ? 200 : 403, { "content-type": "application/json" });
-      res.end(ok ? JSON.stringify({ token: "t0k3n", expires_in: 300 }) : "{}");
-      return;
+      if (scope === "repository:bearer/empty:pull") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return void res.end("{}");
+      }
+      if (scope !== "repository:bearer/app:pull") return void res.writeHead(403).end("{}");
+      const token = `tok.${this.tokenRequests.length}`;
+      this.issued.add(token);
+      res.writeHead(200, { "content-type": "application/json" });
+      return void res.end(JSON.stringify({ token, expires_in: 300 }));
     }
     this.requests.push({
       method: req.method ?? "",
@@ -50,9 +78,15 @@ class ScriptedRegistry {
       ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
     });
     if (url.pathname.startsWith("/v2/slow/")) return;
-    if (url.pathname.startsWith("/v2/broken/")) return void res.writeHead(500).end();
+    if (url.pathname.startsWith("/v2/broken/")) return void res.writeHead(500, { "retry-after": "5" }).end();
+    const busy = /^\/v2\/busy\/(\d+)\/([^/]+)\//.exec(url.pathname);
+    if (busy) {
+      const after = decodeURIComponent(busy[2] as string);
+      return void res.writeHead(Number(busy[1]), after === "none" ? {} : { "retry-after": after }).end();
+    }
     const repository = url.pathname.replace(/^\/v2\/(.*)\/manifests\/[^/]+$/, "$1");
-    if (url.pathname.startsWith("/v2/bearer/") && req.headers.authorization !== "Bearer t0k3n") {
+    const bearer = req.headers.authorization?.replace(/^Bearer /, "");
+    if (url.pathname.startsWith("/v2/bearer/") && !this.issued.has(bearer ?? "")) {
       res.writeHead(401, {
         "www-authenticate": `Bearer realm="http://${this.host}/token",service="scripted",scope="repository:${repository}:pull"`,
       });
@@ -63,6 +97,10 @@ class ScriptedRegistry {
       req.headers.authorization !== `Basic ${Buffer.from("u:p").toString("base64")}`
     ) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="scripted"' });
+      return void res.end();
+    }
+    if (url.pathname.startsWith("/v2/negotiate/")) {
+      res.writeHead(401, { "www-authenticate": "Negotiate" });
       return void res.end();
     }
     if (url.pathname.endsWith("/manifests/1")) {
@@ -76,25 +114,31 @@ class ScriptedRegistry {
   }
 }
 
+const U_P = { username: "u", password: "p" };
+const basic = (username: string, password: string) =>
+  `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+
 describe("RegistryClient", () => {
   const registry = new ScriptedRegistry();
   let client: RegistryClient;
+  const requested: string[] = [];
 
   before(async () => {
     await registry.start();
-    client = new RegistryClient({
-      insecure: (host) => host === registry.host,
-      credentials: (host) => (host === registry.host ? { username: "u", password: "p" } : undefined),
-      timeoutMs: 300,
-    });
+    client = new RegistryClient({ timeoutMs: 300 });
+    client.onRequest((host) => requested.push(host));
   });
   after(async () => {
     client.close();
     await registry.stop();
   });
 
-  const check = (repository: string, reference: string) =>
-    client.checkManifest({ host: registry.host, repository, reference });
+  /** Checks with u:p unless told otherwise; `null` for an anonymous check. */
+  const check = (repository: string, reference: string, credentials: Credentials | null = U_P) =>
+    client.checkManifest(
+      { host: registry.host, repository, reference, insecure: true },
+      credentials ?? undefined,
+    );
 
   test("200 is present with the digest the registry sends; 404 is absent; a HEAD with every manifest type", async () => {
     assert.deepEqual(await check("present", "1"), { state: "present", digest: DIGEST });
@@ -106,7 +150,11 @@ describe("RegistryClient", () => {
   });
 
   test("a 500 and a registry that never answers are unknown, never absent", async () => {
-    assert.deepEqual(await check("broken", "1"), { state: "unknown", reason: "HTTP 500" });
+    assert.deepEqual(
+      await check("broken", "1"),
+      { state: "unknown", reason: "HTTP 500" },
+      "Retry-After only on 429 and 503",
+    );
     const slow = await check("slow", "1");
     assert.equal(slow.state, "unknown");
     assert.match(
@@ -115,48 +163,163 @@ describe("RegistryClient", () => {
     );
   });
 
+  test("429 and 503 carry their Retry-After, in ms and at most 300 s; a date or none is left out", async () => {
+    assert.deepEqual(await check("busy/429/7", "1"), {
+      state: "unknown",
+      reason: "HTTP 429",
+      retryAfterMs: 7_000,
+    });
+    assert.deepEqual(await check("busy/503/100000", "1"), {
+      state: "unknown",
+      reason: "HTTP 503",
+      retryAfterMs: MAX_RETRY_AFTER_MS,
+    });
+    assert.deepEqual(await check("busy/429/none", "1"), { state: "unknown", reason: "HTTP 429" });
+    assert.deepEqual(await check(`busy/503/${encodeURIComponent("Wed, 21 Oct 2015 07:28:00 GMT")}`, "1"), {
+      state: "unknown",
+      reason: "HTTP 503",
+    });
+  });
+
   test("Bearer: a token is fetched once for the scope and reused, without a 401 round trip", async () => {
     const before = registry.requests.length;
     assert.deepEqual(await check("bearer/app", "1"), { state: "present", digest: DIGEST });
-    assert.equal(registry.tokenRequests, 1);
+    assert.deepEqual(registry.tokenRequests, [basic("u", "p")], "the token asked for with the credentials");
     assert.deepEqual(
       registry.requests.slice(before).map((r) => r.authorization ?? "none"),
-      ["none", "Bearer t0k3n"],
+      ["none", "Bearer tok.1"],
     );
     assert.deepEqual(await check("bearer/app", "2"), { state: "absent" });
-    assert.equal(registry.tokenRequests, 1, "cached");
-    assert.equal(registry.requests.at(-1)?.authorization, "Bearer t0k3n", "sent at once");
+    assert.equal(registry.tokenRequests.length, 1, "cached");
+    assert.equal(registry.requests.at(-1)?.authorization, "Bearer tok.1", "sent at once");
   });
 
-  test("a token the server refuses is unknown", async () => {
-    const other = await check("bearer/other", "1");
-    assert.deepEqual(other, { state: "unknown", reason: "401: no usable credentials" });
+  test("a token is kept per credentials: other credentials, or none, never reuse it", async () => {
+    const start = registry.tokenRequests.length;
+    assert.equal((await check("bearer/app", "1", { username: "u", password: "other" })).state, "present");
+    assert.equal(registry.requests.at(-1)?.authorization, `Bearer tok.${start + 1}`);
+    assert.equal((await check("bearer/app", "1", null)).state, "present");
+    assert.equal(registry.requests.at(-1)?.authorization, `Bearer tok.${start + 2}`);
+    assert.deepEqual(registry.tokenRequests.slice(start), [basic("u", "other"), "none"]);
+    // Each identity now has its own token, sent at once.
+    for (const [credentials, token] of [
+      [U_P, "tok.1"],
+      [{ username: "u", password: "other" }, `tok.${start + 1}`],
+      [null, `tok.${start + 2}`],
+    ] as const) {
+      assert.equal((await check("bearer/app", "1", credentials)).state, "present");
+      assert.equal(registry.requests.at(-1)?.authorization, `Bearer ${token}`);
+    }
+    assert.equal(registry.tokenRequests.length, start + 2);
   });
 
-  test("Basic: the registry's credentials are sent after its 401", async () => {
+  test("another name for the same registry reuses the token its challenge names", async () => {
+    const start = registry.tokenRequests.length;
+    const before = registry.requests.length;
+    const alias = {
+      host: `localhost:${registry.port}`,
+      repository: "bearer/app",
+      reference: "1",
+      insecure: true,
+    };
+    assert.deepEqual(await client.checkManifest(alias, U_P), { state: "present", digest: DIGEST });
+    assert.equal(registry.tokenRequests.length, start, "same realm, service, scope and credentials");
+    assert.deepEqual(
+      registry.requests.slice(before).map((r) => r.authorization ?? "none"),
+      ["none", "Bearer tok.1"],
+    );
+  });
+
+  test("a cached token the registry no longer takes is fetched anew, once", async () => {
+    const start = registry.tokenRequests.length;
+    registry.revokeTokens();
+    const before = registry.requests.length;
+    assert.deepEqual(await check("bearer/app", "1"), { state: "present", digest: DIGEST });
+    assert.equal(registry.tokenRequests.length, start + 1);
+    assert.deepEqual(
+      registry.requests.slice(before).map((r) => r.authorization),
+      ["Bearer tok.1", `Bearer tok.${start + 1}`],
+    );
+  });
+
+  test("a token the server refuses, or an answer without one, is unknown and says why", async () => {
+    assert.deepEqual(await check("bearer/other", "1"), {
+      state: "unknown",
+      reason: "401: the token server answered HTTP 403",
+    });
+    assert.deepEqual(await check("bearer/empty", "1"), {
+      state: "unknown",
+      reason: "401: the token server sent no token",
+    });
+    assert.deepEqual(await check("negotiate/app", "1"), {
+      state: "unknown",
+      reason: "401: no usable credentials",
+    });
+  });
+
+  test("Basic: the check's credentials are sent after the 401; without credentials it is unknown", async () => {
     assert.deepEqual(await check("basic/app", "1"), { state: "present", digest: DIGEST });
-    const anonymous = new RegistryClient({ insecure: () => true, timeoutMs: 300 });
+    assert.deepEqual(await check("basic/app", "1", null), {
+      state: "unknown",
+      reason: "401: Basic auth asked, no credentials",
+    });
+    assert.deepEqual(await check("basic/app", "1", { username: "u", password: "wrong" }), {
+      state: "unknown",
+      reason: "HTTP 401",
+    });
+  });
+
+  test("the insecure option still marks hosts for plain HTTP; without it a check goes over HTTPS", async () => {
+    const marked = new RegistryClient({ insecure: (host) => host === registry.host, timeoutMs: 300 });
     try {
-      assert.deepEqual(
-        await anonymous.checkManifest({ host: registry.host, repository: "basic/app", reference: "1" }),
-        {
-          state: "unknown",
-          reason: "401: no usable credentials",
-        },
-      );
+      const ref = { host: registry.host, repository: "present", reference: "1" };
+      assert.equal((await marked.checkManifest(ref)).state, "present");
+      const tls = await client.checkManifest(ref);
+      assert.equal(tls.state, "unknown", "a TLS handshake with a plain HTTP server fails");
     } finally {
-      anonymous.close();
+      marked.close();
     }
   });
 
-  test("requests are counted per host; a refused connection is unknown", async () => {
+  test("requests are counted per host and reported with the registry; a refused connection is unknown", async () => {
+    const defaults = new RegistryClient();
+    assert.equal(
+      (await defaults.checkManifest({ host: "127.0.0.1:1", repository: "a", reference: "1" })).state,
+      "unknown",
+    );
+    defaults.close();
     assert.ok((client.sent.get(registry.host) ?? 0) >= 8);
-    const nowhere = await new RegistryClient({ insecure: () => true, timeoutMs: 300 }).checkManifest({
+    assert.ok(requested.length >= 8);
+    assert.deepEqual(new Set(requested), new Set([registry.host, `localhost:${registry.port}`]));
+    const nowhere = await new RegistryClient({ timeoutMs: 300 }).checkManifest({
       host: "127.0.0.1:1",
       repository: "a",
       reference: "1",
+      insecure: true,
     });
     assert.equal(nowhere.state, "unknown");
+  });
+
+  test("at most 1,000 hosts are counted one by one; the rest under `other`", async () => {
+    const many = new RegistryClient({ timeoutMs: 300 });
+    try {
+      // Port 1 on loopback addresses: each refuses at once, and each is a new host.
+      const hosts = Array.from(
+        { length: MAX_COUNTED_HOSTS + 5 },
+        (_, i) => `127.0.${Math.floor(i / 250)}.${(i % 250) + 1}:1`,
+      );
+      for (let i = 0; i < hosts.length; i += 100)
+        await Promise.all(
+          hosts
+            .slice(i, i + 100)
+            .map((host) => many.checkManifest({ host, repository: "a", reference: "1", insecure: true })),
+        );
+      assert.equal(many.sent.size, MAX_COUNTED_HOSTS + 1);
+      assert.equal(many.sent.get("other"), 5);
+      assert.equal(many.sent.get(hosts[0] as string), 1);
+    } finally {
+      many.close();
+    }
   });
 });
 
@@ -170,6 +333,23 @@ describe("helpers", () => {
       },
     );
     assert.deepEqual(parseChallenge(undefined), { scheme: "", params: {} });
+  });
+
+  test("retryAfterMs reads seconds, bounded; anything else is undefined", () => {
+    assert.equal(retryAfterMs("12"), 12_000);
+    assert.equal(retryAfterMs([" 0 "]), 0);
+    assert.equal(retryAfterMs("301"), MAX_RETRY_AFTER_MS);
+    for (const junk of [undefined, "", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "1".repeat(20)])
+      assert.equal(retryAfterMs(junk), undefined, String(junk));
+  });
+
+  test("credentialIdentity names the user and a hash of the password, never the password", () => {
+    const identity = credentialIdentity({ username: "robot", password: "hunter2" });
+    assert.ok(identity.startsWith("robot\n"));
+    assert.ok(!identity.includes("hunter2"));
+    assert.match(identity, /\n[0-9a-f]{64}$/);
+    assert.notEqual(identity, credentialIdentity({ username: "robot", password: "hunter3" }));
+    assert.equal(credentialIdentity(undefined), "");
   });
 
   test("Docker Hub is asked at registry-1.docker.io", () => {
@@ -190,8 +370,13 @@ describe("RegistryClient over HTTPS", () => {
         res.writeHead(200, { "content-type": "application/json" });
         return void res.end(JSON.stringify({ access_token: "abc" }));
       }
+      const { port } = server.address() as AddressInfo;
+      if (url.pathname.startsWith("/v2/clear/")) {
+        // A token server in clear for a registry reached over HTTPS: the credentials would leak.
+        res.writeHead(401, { "www-authenticate": `Bearer realm="http://127.0.0.1:${port}/token"` });
+        return void res.end();
+      }
       if (req.headers.authorization !== "Bearer abc") {
-        const { port } = server.address() as AddressInfo;
         res.writeHead(401, { "www-authenticate": `Bearer realm="https://127.0.0.1:${port}/token"` });
         return void res.end();
       }
@@ -205,6 +390,14 @@ describe("RegistryClient over HTTPS", () => {
       assert.deepEqual(await client.checkManifest(ref), { state: "present" });
       assert.deepEqual(await client.checkManifest({ ...ref, reference: "v2" }), { state: "absent" });
       assert.equal(tokens, 1);
+      assert.deepEqual(
+        await client.checkManifest({ ...ref, repository: "clear/app" }, { username: "u", password: "p" }),
+        {
+          state: "unknown",
+          reason: `401: token realm http://127.0.0.1:${port} refused: not HTTPS`,
+        },
+      );
+      assert.equal(tokens, 1, "nothing sent to it");
       // Without the CA the TLS handshake fails: unknown, naming why.
       const strict = new RegistryClient({ timeoutMs: 1000 });
       const refused = await strict.checkManifest(ref);

@@ -8,22 +8,34 @@
  * Authentication follows the registries' token flow: a 401 with `WWW-Authenticate: Bearer
  * realm=…,service=…,scope=…` is answered by fetching a token from the realm (with Basic
  * credentials when the caller has some) and asking again; tokens are cached per realm, service
- * and scope until they expire. A 401 with `Basic` is answered with the credentials. Plain HTTP
- * is used only for registries the caller marks insecure.
+ * and scope, for the credentials they were fetched with, until they expire. A 401 with `Basic`
+ * is answered with the credentials. Plain HTTP is used only for registries the caller marks
+ * insecure. Credentials are given per check (`checkManifest(ref, credentials)`): one process
+ * checks for rule objects that name different Secrets, and a token one Secret earned is never
+ * sent for a check made with another Secret or with none.
  *
- * This is the first part of mirror presence checks (issue 13); the cache, the circuit breaker
- * and the admission step are not built yet.
+ * The cache, the circuit breaker and the metrics in front of this client are `presence.ts`.
  */
+import { createHash } from "node:crypto";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { LRUCache } from "lru-cache";
 import { errorMessage } from "../errors.ts";
 import type { IncomingMessage } from "../platform/node-http.ts";
 import { http } from "../platform/node-http.ts";
 import { USER_AGENT } from "../version.ts";
+import type { Credentials } from "./credentials.ts";
+
+export type { Credentials } from "./credentials.ts";
 
 export type Presence =
   | { readonly state: "present"; readonly digest?: string }
   | { readonly state: "absent" }
-  | { readonly state: "unknown"; readonly reason: string };
+  | {
+      readonly state: "unknown";
+      readonly reason: string;
+      /** A 429's or 503's `Retry-After`, in ms (at most `MAX_RETRY_AFTER_MS`), when it sent one. */
+      readonly retryAfterMs?: number;
+    };
 
 export interface ManifestRef {
   /** `registry.corp:5000`; `docker.io` is asked at `registry-1.docker.io`. */
@@ -31,17 +43,31 @@ export interface ManifestRef {
   readonly repository: string;
   /** A tag or a digest. */
   readonly reference: string;
+  /** Plain HTTP for this check: a registry the user marks insecure (a local mirror). */
+  readonly insecure?: boolean;
 }
 
-export interface Credentials {
-  readonly username: string;
-  readonly password: string;
-}
+/**
+ * The longest `Retry-After` believed: a registry (possibly one a pod names) must not be able to
+ * silence checks against it for hours with one header.
+ */
+export const MAX_RETRY_AFTER_MS = 300_000;
+
+/** The longest a token is kept, whatever `expires_in` says: a bound a token server cannot lift. */
+export const MAX_TOKEN_LIFETIME_MS = 3_600_000;
+
+/**
+ * Tokens kept (one per realm, service, scope and credentials). Repositories come from pods'
+ * images, so scopes are as many as the images pods name: the cache is bounded, oldest dropped.
+ */
+export const MAX_TOKENS = 1_000;
+
+/** Hosts counted one by one in `sent`; others are added up under `other` (hosts come from pods). */
+export const MAX_COUNTED_HOSTS = 1_000;
 
 export interface RegistryClientOptions {
-  /** Registries reached over plain HTTP (a local mirror); all others over HTTPS. */
+  /** Registries reached over plain HTTP (a local mirror), besides refs marked `insecure`. */
   insecure?: (host: string) => boolean;
-  credentials?: (host: string) => Credentials | undefined;
   /** Bound on each exchange (the manifest and the token request each). */
   timeoutMs?: number;
   /** Extra CA certificates (PEM) for registries with a private CA. */
@@ -79,15 +105,46 @@ export function apiHost(host: string): string {
   return host === "docker.io" || host === "index.docker.io" ? "registry-1.docker.io" : host;
 }
 
+/**
+ * A `Retry-After` in ms, at most `MAX_RETRY_AFTER_MS`; undefined when absent or not a number of
+ * seconds (registries send seconds; an HTTP date is not read).
+ */
+export function retryAfterMs(header: string | string[] | undefined): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined || !/^\s*\d{1,9}\s*$/.test(value)) return undefined;
+  return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
+}
+
+/**
+ * Who a token was fetched for, as part of its cache key: the username and a SHA-256 of the
+ * password (never the password itself), or "" for an anonymous check.
+ */
+export function credentialIdentity(credentials: Credentials | undefined): string {
+  if (credentials === undefined) return "";
+  return `${credentials.username}\n${createHash("sha256").update(credentials.password).digest("hex")}`;
+}
+
+/** What one check knows while it authenticates. */
+interface Check {
+  /** The registry as the image names it. */
+  readonly registry: string;
+  readonly insecure: boolean;
+  readonly scope: string;
+  readonly credentials: Credentials | undefined;
+  /** `credentialIdentity(credentials)`. */
+  readonly identity: string;
+}
+
 export class RegistryClient {
   private readonly options: RegistryClientOptions;
   private readonly agent: HttpsAgent;
   private readonly plainAgent: InstanceType<typeof http.Agent>;
-  /** Tokens by realm, service and scope; and which token key a host and scope last used. */
-  private readonly tokens = new Map<string, { token: string; expires: number }>();
-  private readonly tokenFor = new Map<string, string>();
-  /** Requests sent, by host: Docker Hub counts pulls, and users ask what a check costs. */
-  readonly sent = new Map<string, number>();
+  /** Tokens by realm, service, scope and credential identity. */
+  private readonly tokens = new LRUCache<string, { token: string; expires: number }>({ max: MAX_TOKENS });
+  /** Which token key a host, scope and identity last used: that token is sent at once next time. */
+  private readonly tokenFor = new LRUCache<string, string>({ max: MAX_TOKENS });
+  private readonly counts = new Map<string, number>();
+  private readonly listeners = new Set<(registry: string) => void>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options;
@@ -95,71 +152,129 @@ export class RegistryClient {
     this.plainAgent = new http.Agent({ keepAlive: true });
   }
 
+  /**
+   * Requests sent, by the host they went to (a token server counts as itself): Docker Hub
+   * counts pulls, and users ask what a check costs. Past `MAX_COUNTED_HOSTS` hosts, new ones
+   * are added up under `other`.
+   */
+  get sent(): ReadonlyMap<string, number> {
+    return this.counts;
+  }
+
+  /** Calls `listener` with the registry a check is for (as the image names it) on every request sent. */
+  onRequest(listener: (registry: string) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /** Closes the keep-alive connections; requests in flight end with an error (unknown). */
   close(): void {
     this.agent.destroy();
     this.plainAgent.destroy();
   }
 
-  /** Present, absent or unknown; never throws. */
-  async checkManifest(ref: ManifestRef): Promise<Presence> {
+  /**
+   * Present, absent or unknown; never throws. `credentials` are sent when the registry asks
+   * (Basic, or to the token server); none means an anonymous check.
+   */
+  async checkManifest(ref: ManifestRef, credentials?: Credentials): Promise<Presence> {
     const host = apiHost(ref.host);
-    const scheme = this.options.insecure?.(ref.host) ? "http" : "https";
-    const url = `${scheme}://${host}/v2/${ref.repository}/manifests/${ref.reference}`;
-    const scope = `repository:${ref.repository}:pull`;
+    const insecure = ref.insecure === true || this.options.insecure?.(ref.host) === true;
+    const url = `${insecure ? "http" : "https"}://${host}/v2/${ref.repository}/manifests/${ref.reference}`;
+    const check: Check = {
+      registry: ref.host,
+      insecure,
+      scope: `repository:${ref.repository}:pull`,
+      credentials,
+      identity: credentialIdentity(credentials),
+    };
     try {
-      let answer = await this.send("HEAD", url, this.cachedAuthorization(host, scope));
+      const cached = this.cachedAuthorization(host, check);
+      let answer = await this.send(check, "HEAD", url, cached);
       if (answer.status === 401) {
-        const authorization = await this.authorize(ref.host, answer.headers["www-authenticate"], scope);
-        if (authorization === undefined) return { state: "unknown", reason: "401: no usable credentials" };
-        answer = await this.send("HEAD", url, authorization);
+        const authorized = await this.authorize(check, answer.headers["www-authenticate"], cached);
+        if ("reason" in authorized) return { state: "unknown", reason: authorized.reason };
+        answer = await this.send(check, "HEAD", url, authorized.authorization);
       }
       if (answer.status === 200) {
         const digest = answer.headers["docker-content-digest"];
         return typeof digest === "string" ? { state: "present", digest } : { state: "present" };
       }
       if (answer.status === 404) return { state: "absent" };
-      return { state: "unknown", reason: `HTTP ${answer.status}` };
+      const reason = `HTTP ${answer.status}`;
+      const after =
+        answer.status === 429 || answer.status === 503
+          ? retryAfterMs(answer.headers["retry-after"])
+          : undefined;
+      return after === undefined
+        ? { state: "unknown", reason }
+        : { state: "unknown", reason, retryAfterMs: after };
     } catch (error) {
       return { state: "unknown", reason: errorMessage(error) };
     }
   }
 
-  /** A token still valid for this host and scope: no 401 round trip for repeated checks. */
-  private cachedAuthorization(host: string, scope: string): string | undefined {
-    const key = this.tokenFor.get(`${host}\n${scope}`);
+  /** A token still valid for this host, scope and identity: no 401 round trip for repeated checks. */
+  private cachedAuthorization(host: string, check: Check): string | undefined {
+    const key = this.tokenFor.get(`${host}\n${check.scope}\n${check.identity}`);
     const entry = key === undefined ? undefined : this.tokens.get(key);
     return entry && entry.expires > Date.now() ? `Bearer ${entry.token}` : undefined;
   }
 
-  /** The Authorization a 401's challenge asks for, or undefined when it cannot be met. */
-  private async authorize(registry: string, challenge: string | string[] | undefined, scope: string) {
+  /**
+   * The Authorization a 401's challenge asks for, or why it cannot be met. `refused` is the
+   * Authorization the 401 answered: a cached token the registry no longer takes is fetched anew.
+   */
+  private async authorize(
+    check: Check,
+    challenge: string | string[] | undefined,
+    refused: string | undefined,
+  ): Promise<{ authorization: string } | { reason: string }> {
     const { scheme, params } = parseChallenge(Array.isArray(challenge) ? challenge[0] : challenge);
-    const credentials = this.options.credentials?.(registry);
+    const { credentials } = check;
     const basic = credentials
       ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`
       : undefined;
-    if (scheme === "basic") return basic;
-    if (scheme !== "bearer" || !params.realm) return undefined;
-    const key = `${params.realm}\n${params.service ?? ""}\n${params.scope ?? scope}`;
-    this.tokenFor.set(`${apiHost(registry)}\n${scope}`, key);
+    if (scheme === "basic")
+      return basic ? { authorization: basic } : { reason: "401: Basic auth asked, no credentials" };
+    if (scheme !== "bearer" || !params.realm) return { reason: "401: no usable credentials" };
+    const scope = params.scope ?? check.scope;
+    const key = `${params.realm}\n${params.service ?? ""}\n${scope}\n${check.identity}`;
+    this.tokenFor.set(`${apiHost(check.registry)}\n${check.scope}\n${check.identity}`, key);
     const cached = this.tokens.get(key);
-    if (cached && cached.expires > Date.now()) return `Bearer ${cached.token}`;
+    if (cached && cached.expires > Date.now() && `Bearer ${cached.token}` !== refused)
+      return { authorization: `Bearer ${cached.token}` };
     const tokenUrl = new URL(params.realm);
+    // Credentials never travel in clear to a token server of a registry reached over HTTPS.
+    if (tokenUrl.protocol !== "https:" && !(tokenUrl.protocol === "http:" && check.insecure))
+      return { reason: `401: token realm ${tokenUrl.origin} refused: not HTTPS` };
     if (params.service) tokenUrl.searchParams.set("service", params.service);
-    tokenUrl.searchParams.set("scope", params.scope ?? scope);
-    const answer = await this.send("GET", tokenUrl.toString(), basic);
-    if (answer.status !== 200) return undefined;
-    const body = JSON.parse(answer.body) as { token?: string; access_token?: string; expires_in?: number };
+    tokenUrl.searchParams.set("scope", scope);
+    const answer = await this.send(check, "GET", tokenUrl.toString(), basic);
+    if (answer.status !== 200) return { reason: `401: the token server answered HTTP ${answer.status}` };
+    const body = JSON.parse(answer.body) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
     const token = body.token ?? body.access_token;
-    if (!token) return undefined;
-    // Docker's token spec: 60 s when the server does not say.
-    this.tokens.set(key, { token, expires: Date.now() + (body.expires_in ?? 60) * 1000 });
-    return `Bearer ${token}`;
+    if (typeof token !== "string" || token === "") return { reason: "401: the token server sent no token" };
+    // Docker's token spec: 60 s when the server does not say; never longer than our own bound.
+    const lifetime =
+      typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in * 1000 : 60_000;
+    this.tokens.set(key, { token, expires: Date.now() + Math.min(lifetime, MAX_TOKEN_LIFETIME_MS) });
+    return { authorization: `Bearer ${token}` };
   }
 
-  private send(method: "HEAD" | "GET", url: string, authorization: string | undefined): Promise<Answer> {
+  private count(host: string): void {
+    const key = this.counts.has(host) || this.counts.size < MAX_COUNTED_HOSTS ? host : "other";
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  private send(
+    check: Check,
+    method: "HEAD" | "GET",
+    url: string,
+    authorization: string | undefined,
+  ): Promise<Answer> {
     const target = new URL(url);
-    this.sent.set(target.host, (this.sent.get(target.host) ?? 0) + 1);
+    this.count(target.host);
+    for (const listener of this.listeners) listener(check.registry);
     const secure = target.protocol === "https:";
     return new Promise((resolve, reject) => {
       const request = (secure ? httpsRequest : http.request)(
@@ -178,6 +293,7 @@ export class RegistryClient {
           let body = "";
           response.setEncoding("utf8");
           response.on("data", (chunk: string) => {
+            // A token answer is small; a bigger body is cut (and then fails to parse).
             if (body.length < 65_536) body += chunk;
           });
           response.on("end", () =>

@@ -55,7 +55,8 @@ export const MAX_CONFIG_ENTRIES = 256;
 
 /**
  * Parses a Docker config (`.dockerconfigjson`, `~/.docker/config.json`): `auths` keyed by
- * registry, each with `auth` (base64 of `user:password`) or `username` and `password`.
+ * registry, each with `auth` (base64 of `user:password`) or `username` and `password`; an entry
+ * with neither (a credential helper's) is skipped.
  * Throws an Error naming `where` and the entry at fault; never includes a secret in it.
  */
 export function parseDockerConfig(text: string, where: string): Map<string, Credentials> {
@@ -73,12 +74,16 @@ export function parseDockerConfig(text: string, where: string): Map<string, Cred
     throw new Error(`${where}: ${entries.length} registries, more than ${MAX_CONFIG_ENTRIES}`);
   const result = new Map<string, Credentials>();
   for (const [key, value] of entries) {
-    const entry = (value ?? {}) as { auth?: unknown; username?: unknown; password?: unknown };
     const at = `${where}: auths[${quote(key)}]`;
+    if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error(`${at}: not an object`);
+    const entry = value as { auth?: unknown; username?: unknown; password?: unknown };
     if (typeof entry.username === "string" && typeof entry.password === "string") {
       result.set(configHost(key), { username: entry.username, password: entry.password });
       continue;
     }
+    // Docker Desktop writes `{}` when a credential helper holds the secret: such an entry gives
+    // no credentials here, and the rest of the file still counts.
+    if (entry.auth === undefined && entry.username === undefined && entry.password === undefined) continue;
     if (typeof entry.auth !== "string")
       throw new Error(`${at}: neither "auth" nor "username" and "password"`);
     const decoded = Buffer.from(entry.auth, "base64").toString("utf8");

@@ -1,8 +1,11 @@
 /**
  * `Metrics` (src/telemetry/metrics.ts): Node's default metrics through prom-client, with their
- * monitors stoppable, and the gauges for certificate expiry, requests in flight and leadership.
+ * monitors stoppable, the gauges for certificate expiry, requests in flight and leadership, and
+ * the registry cache hit ratio and breaker gauges.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { localhostCertificate } from "../certs/testing.ts";
@@ -88,6 +91,57 @@ describe("Metrics", () => {
     assert.match(
       await metrics.registry.metrics(),
       /^imageshift_kube_client_requests_total\{verb="get",code="200"\} 1$/m,
+    );
+  });
+
+  test("registry cache hit ratio: 0 before any lookup, then (hit + stale) / all", async () => {
+    const metrics = new Metrics();
+    metrics.stop();
+    assert.equal(await sample(metrics, "imageshift_registry_cache_hit_ratio"), 0);
+    metrics.registryCacheLookup("miss");
+    assert.equal(await sample(metrics, "imageshift_registry_cache_hit_ratio"), 0);
+    metrics.registryCacheLookup("hit");
+    metrics.registryCacheLookup("stale");
+    metrics.registryCacheLookup("hit");
+    assert.equal(await sample(metrics, "imageshift_registry_cache_hit_ratio"), 0.75);
+    assert.match(
+      await metrics.registry.metrics(),
+      /^imageshift_registry_cache_lookups_total\{result="hit"\} 2$/m,
+    );
+  });
+
+  test("the breaker gauge reads the open registries at scrape time; one that closed reads 0", async () => {
+    const metrics = new Metrics();
+    metrics.stop();
+    const gauge = async () =>
+      (await metrics.registry.metrics())
+        .split("\n")
+        .filter((l) => l.startsWith("imageshift_registry_breaker_open{"));
+    assert.deepEqual(await gauge(), []);
+    let open = ["a.io", "b.io"];
+    metrics.openBreakers = () => open;
+    assert.deepEqual(await gauge(), [
+      'imageshift_registry_breaker_open{registry="a.io"} 1',
+      'imageshift_registry_breaker_open{registry="b.io"} 1',
+    ]);
+    open = ["b.io"];
+    assert.deepEqual(await gauge(), [
+      'imageshift_registry_breaker_open{registry="a.io"} 0',
+      'imageshift_registry_breaker_open{registry="b.io"} 1',
+    ]);
+  });
+
+  test("docs/webhook.md's metrics table has a row for every imageshift_ metric", async () => {
+    const metrics = new Metrics();
+    metrics.stop();
+    const docs = readFileSync(join(import.meta.dirname, "..", "..", "docs", "webhook.md"), "utf8");
+    const names = (await metrics.registry.getMetricsAsJSON())
+      .map((m) => m.name)
+      .filter((n) => n.startsWith("imageshift_"));
+    assert.ok(names.includes("imageshift_registry_breaker_open"));
+    assert.deepEqual(
+      names.filter((name) => !docs.includes(`| \`${name}\``)),
+      [],
     );
   });
 });

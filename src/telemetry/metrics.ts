@@ -35,6 +35,13 @@ export type AdmissionOutcome = (typeof ADMISSION_OUTCOMES)[number];
 export const SKIP_REASONS = ["opt_out", "already_rewritten", "opt_out_ignored", "record_ignored"] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
+/** Every `outcome` of `imageshift_registry_checks_total`: a network answer, or one from the cache. */
+export const REGISTRY_CHECK_OUTCOMES = ["present", "absent", "unknown", "cached"] as const;
+export type RegistryCheckOutcome = (typeof REGISTRY_CHECK_OUTCOMES)[number];
+
+/** A presence-cache lookup: fresh (`hit`), past its TTL but still served (`stale`), or `miss`. */
+export type CacheLookup = "hit" | "stale" | "miss";
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly registries = new Set<string>();
@@ -123,6 +130,62 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly registryChecks = new Counter({
+    name: "imageshift_registry_checks_total",
+    help: `Mirror presence checks by registry and outcome (${REGISTRY_CHECK_OUTCOMES.join(", ")}).`,
+    labelNames: ["registry", "outcome"] as const,
+    registers: [this.registry],
+  });
+
+  readonly registryCheckDuration = new Histogram({
+    name: "imageshift_registry_check_duration_seconds",
+    help: "Time a presence check spent asking the registry (token requests included); cached answers are not observed.",
+    labelNames: ["registry"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  readonly registryCacheLookups = new Counter({
+    name: "imageshift_registry_cache_lookups_total",
+    help: "Presence-cache lookups by result: hit (fresh), stale (served while one refresh runs), miss.",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+
+  readonly registryCacheHitRatio = new Gauge({
+    name: "imageshift_registry_cache_hit_ratio",
+    help: "Presence-cache lookups answered from the cache (hit or stale) over all lookups; 0 before any.",
+    registers: [this.registry],
+  });
+
+  /** The registries whose circuit breaker is open now, read at scrape time; the presence checker sets it. */
+  openBreakers: () => Iterable<string> = () => [];
+  /** Every `registry` label the breaker gauge has shown: one that closes reads 0, not nothing. */
+  private readonly breakerLabels = new Set<string>();
+
+  readonly registryBreakerOpen: Gauge<"registry"> = new Gauge({
+    name: "imageshift_registry_breaker_open",
+    help: "1 while the circuit breaker for a registry is open (checks answer unknown at once), else 0.",
+    labelNames: ["registry"] as const,
+    registers: [this.registry],
+    collect: () => {
+      const open = new Set<string>();
+      for (const host of this.openBreakers()) open.add(this.registryLabel(host));
+      for (const label of open) this.breakerLabels.add(label);
+      for (const label of this.breakerLabels)
+        this.registryBreakerOpen.set({ registry: label }, open.has(label) ? 1 : 0);
+    },
+  });
+
+  readonly registryRequests = new Counter({
+    name: "imageshift_registry_requests_total",
+    help: "HTTP requests sent to registries and their token servers for presence checks, by the registry checked.",
+    labelNames: ["registry"] as const,
+    registers: [this.registry],
+  });
+
+  private readonly lookups = { hit: 0, stale: 0, miss: 0 };
+
   /** The monitors Node's default metrics started for this registry; `stop()` ends them. */
   private readonly monitors: Monitor[] = collectDefaults(this.registry);
 
@@ -151,6 +214,14 @@ export class Metrics {
     if (this.registries.size >= REGISTRY_LABEL_LIMIT) return "other";
     this.registries.add(registry);
     return registry;
+  }
+
+  /** Counts a presence-cache lookup and updates the hit ratio. */
+  registryCacheLookup(result: CacheLookup): void {
+    this.registryCacheLookups.inc({ result });
+    this.lookups[result]++;
+    const { hit, stale, miss } = this.lookups;
+    this.registryCacheHitRatio.set((hit + stale) / (hit + stale + miss));
   }
 
   rulesReloaded(count: number): void {
