@@ -23,7 +23,18 @@ const ALLOWED: Record<string, readonly string[]> = {
   certs: ["errors.ts", "telemetry", "platform", "k8s"],
   operator: ["errors.ts", "telemetry", "platform", "api", "engine", "k8s", "registry", "certs", "manager"],
   webhook: ["errors.ts", "telemetry", "platform", "engine", "admission", "certs", "manager"],
-  cli: ["errors.ts", "telemetry", "api", "engine", "admission", "certs", "operator", "webhook", "registry", "manager"],
+  cli: [
+    "errors.ts",
+    "telemetry",
+    "api",
+    "engine",
+    "admission",
+    "certs",
+    "operator",
+    "webhook",
+    "registry",
+    "manager",
+  ],
   "main.ts": ["cli"],
 };
 

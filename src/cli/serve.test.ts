@@ -28,7 +28,13 @@ test("buildApp: a standalone configuration builds sources and runs nothing", asy
   assert.ok(config);
   const options = await buildApp(config, silentLogger);
   assert.equal(options.rules.current(), undefined, "not started");
-  assert.equal(options.runnables, undefined);
+  assert.deepEqual(
+    options.runnables?.map((runnable) => runnable.name),
+    ["registry-checks"],
+    "only the registry checker, which holds nothing until asked",
+  );
+  assert.equal(options.verification?.deadlineMs, 2_000);
+  await Promise.all(options.runnables?.map((runnable) => runnable.stop()) ?? []);
   assert.equal(options.port, 0);
 });
 

@@ -11,13 +11,13 @@ import { FileCertificateSource, SelfSignedCertificateSource } from "../certs/cer
 import { FileRuleSource } from "../engine/rules/file-source.ts";
 import { errorMessage, ListenError, UsageError } from "../errors.ts";
 import type { SelfManagedCertificates } from "../operator/cluster-mode.ts";
-import { type Keyring, NO_CREDENTIALS } from "../registry/credentials.ts";
+import { NO_CREDENTIALS } from "../registry/credentials.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { type AppOptions, type RunningApp, startApp } from "../webhook/app.ts";
 import { type CommandIO, EXIT_OK } from "./io.ts";
 import { usageError } from "./usage.ts";
-import { createChecks } from "./verification.ts";
+import { createChecks, type SecretsKeyring } from "./verification.ts";
 
 export const SERVE_HELP = `Usage: imageshift serve [--rules PATH] [options]
 
@@ -366,7 +366,7 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
   // One registry for the app and, in cluster mode, the Kubernetes client and the leader gauge.
   const metrics = new Metrics();
   // Secrets named by rule objects (cluster mode) are known once cluster mode is built.
-  let secrets: Keyring = NO_CREDENTIALS;
+  let secrets: SecretsKeyring = NO_CREDENTIALS;
   const checks = await createChecks(config.verification, "serve", { metrics, secrets: () => secrets });
   // Loaded only in cluster mode: a standalone server needs none of the Kubernetes modules.
   const cluster =

@@ -15,6 +15,11 @@ import type { Metrics } from "../telemetry/metrics.ts";
 import type { VerificationConfig } from "./serve.ts";
 import { usageError } from "./usage.ts";
 
+/** Cluster mode's Secrets: credentials, and why a named Secret serves none. */
+export interface SecretsKeyring extends Keyring {
+  describeMissing?(source: string | undefined): string | undefined;
+}
+
 /** A Docker config.json is a few KiB; refuse what cannot be one before parsing it. */
 const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
@@ -55,14 +60,21 @@ export async function fileKeyring(config: VerificationConfig, command: string): 
 export async function createChecks(
   config: VerificationConfig,
   command: string,
-  options: { metrics?: Metrics; secrets?: () => Keyring } = {},
+  options: { metrics?: Metrics; secrets?: () => SecretsKeyring } = {},
 ): Promise<Checks> {
   const file = await fileKeyring(config, command);
   const ca = config.caFile ? await readSmall(config.caFile, "--registry-ca", command) : undefined;
   const { secrets } = options;
   const keyring: Keyring = {
-    credentials: (source, host) =>
-      source !== undefined && secrets ? secrets().credentials(source, host) : file.credentials(source, host),
+    credentials: (source, host) => {
+      if (source === undefined || !secrets) return file.credentials(source, host);
+      const found = secrets().credentials(source, host);
+      // A Secret that is missing or unusable makes the check unknown, saying why, rather
+      // than anonymous: the object asked for credentials (the checker turns this into unknown).
+      const missing = found ? undefined : secrets().describeMissing?.(source);
+      if (missing) throw new Error(missing);
+      return found;
+    },
   };
   const checker = new PresenceChecker({
     client: new RegistryClient({ timeoutMs: config.requestTimeoutMs, ...(ca ? { ca } : {}) }),

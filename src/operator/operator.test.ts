@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
-import { type CompiledObject, compileObject } from "../engine/rules/compile.ts";
+import { compileObject } from "../engine/rules/compile.ts";
 import { KubeApiError } from "../errors.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import type { KubeObject, Lease } from "../k8s/objects.ts";

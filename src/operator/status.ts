@@ -32,7 +32,6 @@
  */
 
 import { COMPAT_KIND } from "../api/schema.ts";
-import type { CompiledObject } from "../engine/rules/compile.ts";
 import { type KubeClient, resourcePath } from "../k8s/client.ts";
 import { componentLogger, type Logger } from "../telemetry/logger.ts";
 import type { ClusterObject } from "./cluster-source.ts";
