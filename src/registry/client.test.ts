@@ -159,7 +159,7 @@ describe("RegistryClient", () => {
     assert.equal(slow.state, "unknown");
     assert.match(
       slow.state === "unknown" ? slow.reason : "",
-      /no answer from 127\.0\.0\.1:\d+ within the timeout/,
+      /no answer from 127\.0\.0\.1:\d+ within \d+ ms/,
     );
   });
 
@@ -407,6 +407,75 @@ describe("RegistryClient over HTTPS", () => {
       client.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe("RegistryClient against a hostile registry", () => {
+  /** A registry whose token endpoint answers 200 and then trickles, or floods, its body. */
+  async function hostile(body: "trickle" | "flood") {
+    const sockets = new Set<import("node:net").Socket>();
+    const timers = new Set<NodeJS.Timeout>();
+    const server = createServer((req, res) => {
+      const { port } = server.address() as AddressInfo;
+      if (!req.url?.startsWith("/token")) {
+        res.writeHead(401, { "www-authenticate": `Bearer realm="http://127.0.0.1:${port}/token"` });
+        return void res.end();
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      if (body === "flood") {
+        // 16 MiB of JSON-looking bytes, as fast as the socket takes them.
+        const chunk = "x".repeat(64 * 1024);
+        let sent = 0;
+        const pump = () => {
+          while (sent < 256 && res.write(chunk)) sent++;
+          if (sent < 256) res.once("drain", pump);
+          else res.end();
+        };
+        return pump();
+      }
+      // One byte every 50 ms, forever: never idle long enough for an idle timeout.
+      const timer = setInterval(() => res.write(" "), 50);
+      timers.add(timer);
+      res.on("close", () => clearInterval(timer));
+    });
+    server.on("connection", (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    return {
+      host: `127.0.0.1:${port}`,
+      stop: async () => {
+        for (const timer of timers) clearInterval(timer);
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
+
+  test("a token answer that trickles forever ends at the timeout: each exchange has a total bound, not only an idle one", async () => {
+    const registry = await hostile("trickle");
+    const client = new RegistryClient({ timeoutMs: 500, insecure: () => true });
+    try {
+      const started = Date.now();
+      const answer = await client.checkManifest({ host: registry.host, repository: "a/b", reference: "1" });
+      assert.equal(answer.state, "unknown");
+      assert.ok(Date.now() - started < 5_000, `answered after ${Date.now() - started} ms`);
+    } finally {
+      client.close();
+      await registry.stop();
+    }
+  });
+
+  test("a token answer larger than 64 KiB is refused, not read to its end", async () => {
+    const registry = await hostile("flood");
+    const client = new RegistryClient({ timeoutMs: 5_000, insecure: () => true });
+    try {
+      const answer = await client.checkManifest({ host: registry.host, repository: "a/b", reference: "1" });
+      assert.equal(answer.state, "unknown");
+      assert.match(answer.state === "unknown" ? answer.reason : "", /larger than 65536 bytes/);
+    } finally {
+      client.close();
+      await registry.stop();
     }
   });
 });

@@ -62,6 +62,9 @@ export const MAX_TOKEN_LIFETIME_MS = 3_600_000;
  */
 export const MAX_TOKENS = 1_000;
 
+/** A token answer is a few KiB and a HEAD has no body: more is refused, not read. */
+export const MAX_ANSWER_BYTES = 65_536;
+
 /** Hosts counted one by one in `sent`; others are added up under `other` (hosts come from pods). */
 export const MAX_COUNTED_HOSTS = 1_000;
 
@@ -276,6 +279,7 @@ export class RegistryClient {
     this.count(target.host);
     for (const listener of this.listeners) listener(check.registry);
     const secure = target.protocol === "https:";
+    const timeoutMs = this.options.timeoutMs ?? 2_000;
     return new Promise((resolve, reject) => {
       const request = (secure ? httpsRequest : http.request)(
         target,
@@ -287,25 +291,36 @@ export class RegistryClient {
             accept: method === "HEAD" ? MANIFEST_ACCEPT : "application/json",
             ...(authorization ? { authorization } : {}),
           },
-          timeout: this.options.timeoutMs ?? 2_000,
         },
         (response) => {
           let body = "";
           response.setEncoding("utf8");
           response.on("data", (chunk: string) => {
-            // A token answer is small; a bigger body is cut (and then fails to parse).
-            if (body.length < 65_536) body += chunk;
+            body += chunk;
+            // A token answer is small: a bigger one is refused, not read to its end.
+            if (body.length > MAX_ANSWER_BYTES)
+              request.destroy(
+                new Error(`${target.host} sent an answer larger than ${MAX_ANSWER_BYTES} bytes`),
+              );
           });
-          response.on("end", () =>
-            resolve({ status: response.statusCode ?? 0, headers: response.headers, body }),
-          );
+          response.on("end", () => {
+            clearTimeout(timer);
+            resolve({ status: response.statusCode ?? 0, headers: response.headers, body });
+          });
           response.on("error", reject);
         },
       );
-      request.on("timeout", () =>
-        request.destroy(new Error(`no answer from ${target.host} within the timeout`)),
+      // A bound on the whole exchange, not only on idle time: a registry that trickles a byte
+      // now and then would otherwise hold a check (and its single flight) forever.
+      const timer = setTimeout(
+        () => request.destroy(new Error(`no answer from ${target.host} within ${timeoutMs} ms`)),
+        timeoutMs,
       );
-      request.on("error", reject);
+      timer.unref();
+      request.on("error", (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
       request.end();
     });
   }
