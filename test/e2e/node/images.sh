@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the node tests' two images without any base image (`buildah from scratch`) into the
+# Builds the node tests' images without any base image (`buildah from scratch`) into the
 # project's image store (test/e2e/image/build.sh env):
 #   localhost/imageshift-e2e/pause:1    a static Go pause program (pause.go), containerd's sandbox image
 #   localhost/imageshift-e2e/busybox:1  Debian's busybox-static with its applet links
