@@ -26,6 +26,11 @@ const STRICT = "team-strict";
 
 let cluster: Cluster;
 let mirror: Registry;
+/** Where the verified rule's images come from (the original registry when the mirror lacks one). */
+let upstream: Registry;
+/** The mirror and upstream as pods and the node both reach them (`<gateway>:<port>`, harness/node.ts). */
+let mirrorOnBridge = "";
+let upstreamOnBridge = "";
 let imageRepository = "";
 
 before(async () => {
@@ -39,6 +44,12 @@ before(async () => {
   // Its own image (busybox labelled as the mirror's copy), so that what the kubelet reports can
   // only come from the mirror.
   await mirror.push(`localhost/${nodeImages.mirrorBusybox}`, "library/busybox:1.36-e2e");
+  // Upstream holds its own copy under two names, of which the mirror has only the first.
+  upstream = await cluster.addRegistry("upstream");
+  for (const repository of ["library/busybox:1.36-e2e", "team/tool:1"])
+    await upstream.push(`localhost/${nodeImages.upstreamBusybox}`, repository);
+  mirrorOnBridge = await cluster.exposeRegistry(mirror);
+  upstreamOnBridge = await cluster.exposeRegistry(upstream);
   await podman(["rmi", `${cluster.registry.host}/imageshift/imageshift:e2e`]).catch(() => "");
 });
 
@@ -56,8 +67,23 @@ interface Admission {
   error?: string;
 }
 
+/** One entry of the pod's `imageshift.dev/original-images` record. */
+interface RecordEntry {
+  original: string;
+  image: string;
+  rule: string;
+  check?: string;
+}
+
+interface DetailedAdmission extends Admission {
+  /** The admitted pod's record of `containers/app`, if any. */
+  record?: RecordEntry;
+  /** What kubectl printed on stderr (admission warnings, or the refusal). */
+  stderr: string;
+}
+
 /** A server-side dry-run create of a pod: admission runs (webhooks included), nothing is stored. */
-async function admit(namespace: string, image: string): Promise<Admission> {
+async function admitDetailed(namespace: string, image: string): Promise<DetailedAdmission> {
   const pod = {
     apiVersion: "v1",
     kind: "Pod",
@@ -67,9 +93,30 @@ async function admit(namespace: string, image: string): Promise<Admission> {
   const result = await cluster.kubectl.run(["create", "--dry-run=server", "-o", "json", "-f", "-"], {
     stdin: JSON.stringify(pod),
   });
-  if (result.code !== 0) return { admitted: false, error: result.stderr.trim() };
-  const created = JSON.parse(result.stdout) as { spec: { containers: { image: string }[] } };
-  return { admitted: true, image: created.spec.containers[0]?.image ?? "" };
+  if (result.code !== 0) return { admitted: false, error: result.stderr.trim(), stderr: result.stderr };
+  const created = JSON.parse(result.stdout) as PodManifest;
+  return {
+    admitted: true,
+    image: created.spec.containers[0]?.image ?? "",
+    ...recordOf(created),
+    stderr: result.stderr,
+  };
+}
+
+async function admit(namespace: string, image: string): Promise<Admission> {
+  const { admitted, image: admittedImage, error } = await admitDetailed(namespace, image);
+  return admitted ? { admitted, image: admittedImage ?? "" } : { admitted, ...(error ? { error } : {}) };
+}
+
+interface PodManifest {
+  metadata: { annotations?: Record<string, string> };
+  spec: { containers: { image: string }[] };
+}
+
+function recordOf(pod: PodManifest): { record?: RecordEntry } {
+  const raw = pod.metadata.annotations?.["imageshift.dev/original-images"];
+  const entry = raw ? (JSON.parse(raw) as Record<string, RecordEntry>)["containers/app"] : undefined;
+  return entry ? { record: entry } : {};
 }
 
 interface DeploymentStatus {
@@ -144,6 +191,9 @@ function inThisCluster(pid: number): boolean {
     return false;
   }
 }
+
+/** A string matched literally in a RegExp. */
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 const source = "busybox:1.36-e2e";
 const rewritten = () => `${mirror.host}/library/busybox:1.36-e2e`;
@@ -370,6 +420,168 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     );
     assert.equal(pod.spec.containers[0]?.image, `${mirror.host}/library/busybox:absent`);
     await kubectl.ok(["delete", "pod", "missing", "-n", ENABLED, "--grace-period=0", "--force"]);
+  });
+
+  it("with verification on, a pod whose mirror lacks the image falls back and runs from the original registry, its neighbour from the mirror", async () => {
+    const { kubectl } = cluster;
+    // Named by their bridge addresses: the webhook (a pod) asks the mirror, the node pulls.
+    const present = `${upstreamOnBridge}/library/busybox:1.36-e2e`;
+    const lacking = `${upstreamOnBridge}/team/tool:1`;
+    const mirrored = `${mirrorOnBridge}/library/busybox:1.36-e2e`;
+    const askedFor = `${mirrorOnBridge}/team/tool:1`;
+    assert.deepEqual((await mirror.catalog()).sort(), ["library/busybox"]);
+    assert.deepEqual((await upstream.catalog()).sort(), ["library/busybox", "team/tool"]);
+    const rule = "Imageshift/verified-mirror spec.mappings.swap[0]";
+    const object = {
+      apiVersion: "imageshift.dev/v1",
+      kind: "Imageshift",
+      metadata: { name: "verified-mirror" },
+      spec: {
+        // Above the seed's objects (at most 30); only these pods name the upstream registry.
+        priority: 40,
+        verify: { mode: "Presence", insecureRegistries: [mirrorOnBridge, upstreamOnBridge] },
+        mappings: { swap: [{ registry: upstreamOnBridge, target: mirrorOnBridge }] },
+      },
+    };
+    const pods = { "from-mirror": present, fallback: lacking };
+    await kubectl.ok(["apply", "-f", "-"], JSON.stringify(object));
+    try {
+      // Served by both replicas (each watches the objects itself): several answers in a row, each
+      // asking the mirror through the bridge: the present image rewritten, the lacking one kept.
+      let inARow = 0;
+      await waitUntil(
+        "the verified rule to be served",
+        async () => {
+          const [rewrittenProbe, keptProbe] = await Promise.all([
+            admitDetailed(ENABLED, present),
+            admitDetailed(ENABLED, lacking),
+          ]);
+          const served =
+            rewrittenProbe.image === mirrored &&
+            keptProbe.image === lacking &&
+            keptProbe.record?.check?.startsWith(`${askedFor}: absent`) === true;
+          inARow = served ? inARow + 1 : 0;
+          return inARow >= 4;
+        },
+        { timeoutMs: 90_000, intervalMs: 250 },
+      );
+
+      const started = Date.now();
+      const created: Record<string, { stderr: string; ms: number }> = {};
+      for (const [name, image] of Object.entries(pods)) {
+        const at = Date.now();
+        const result = await kubectl.run(["create", "-f", "-"], {
+          stdin: JSON.stringify({
+            apiVersion: "v1",
+            kind: "Pod",
+            metadata: { name, namespace: ENABLED },
+            spec: {
+              containers: [{ name: "app", image, command: ["sleep", "3600"] }],
+              terminationGracePeriodSeconds: 0,
+            },
+          }),
+        });
+        assert.equal(result.code, 0, result.stderr);
+        created[name] = { stderr: result.stderr, ms: Date.now() - at };
+      }
+      const running = async (name: string) =>
+        waitUntil(
+          `pod ${name} to run`,
+          async () => {
+            const pod = await kubectl.json<PodStatus & PodManifest>(["get", "pod", name, "-n", ENABLED]);
+            return pod.status.containerStatuses?.[0]?.state.running ? pod : undefined;
+          },
+          { timeoutMs: 120_000, intervalMs: 250 },
+        );
+      const [fromMirror, fallback] = await Promise.all([running("from-mirror"), running("fallback")]);
+      const elapsed = Date.now() - started;
+
+      // The neighbour: rewritten, checked present, run from the mirror's copy.
+      assert.equal(fromMirror.spec.containers[0]?.image, mirrored);
+      assert.equal(fromMirror.status.containerStatuses?.[0]?.image, mirrored);
+      assert.match(
+        fromMirror.status.containerStatuses?.[0]?.imageID ?? "",
+        new RegExp(`^${literal(mirrorOnBridge)}/library/busybox@sha256:`),
+      );
+      const neighbour = recordOf(fromMirror).record;
+      assert.equal(neighbour?.original, present);
+      assert.equal(neighbour?.image, mirrored);
+      assert.equal(neighbour?.rule, rule);
+      assert.match(
+        neighbour?.check ?? "",
+        new RegExp(`^${literal(mirrored)}: present( \\(cached\\))? \\[${literal(rule)}\\]$`),
+      );
+      assert.doesNotMatch(created["from-mirror"]?.stderr ?? "", /kept/);
+
+      // The fallback: its image kept, the check recorded, a warning, run from upstream's copy.
+      assert.equal(fallback.spec.containers[0]?.image, lacking);
+      assert.equal(fallback.status.containerStatuses?.[0]?.image, lacking);
+      assert.match(
+        fallback.status.containerStatuses?.[0]?.imageID ?? "",
+        new RegExp(`^${literal(upstreamOnBridge)}/team/tool@sha256:`),
+      );
+      assert.notEqual(
+        fallback.status.containerStatuses?.[0]?.imageID.split("@")[1],
+        fromMirror.status.containerStatuses?.[0]?.imageID.split("@")[1],
+        "the upstream copy is another image than the mirror's",
+      );
+      const kept = recordOf(fallback).record;
+      assert.equal(kept?.original, lacking);
+      assert.equal(kept?.image, lacking);
+      assert.equal(kept?.rule, rule);
+      assert.match(
+        kept?.check ?? "",
+        new RegExp(`^${literal(askedFor)}: absent( \\(cached\\))? \\[${literal(rule)}\\]$`),
+      );
+      assert.match(
+        created.fallback?.stderr ?? "",
+        new RegExp(
+          `Warning: imageshift: containers/app: ${literal(lacking)} kept, as its mirror cannot be used: ${literal(askedFor)}: absent`,
+        ),
+      );
+      // The registries' side: the webhook asked the mirror (404), the node pulled from upstream
+      // and never from the mirror.
+      const mirrorAsked = mirror.requests();
+      assert.ok(
+        mirrorAsked.some(
+          (r) => r.method === "HEAD" && r.path === "/v2/team/tool/manifests/1" && r.status === 404,
+        ),
+        "the webhook's HEAD at the mirror",
+      );
+      assert.ok(!mirrorAsked.some((r) => r.method === "GET" && r.path.startsWith("/v2/team/tool/")));
+      assert.ok(
+        upstream
+          .requests()
+          .some((r) => r.method === "GET" && r.path.startsWith("/v2/team/tool/blobs/") && r.status === 200),
+        "the node pulled the fallback's layers from upstream",
+      );
+
+      // A strict namespace refuses it instead, naming the image and the mirror image asked for.
+      const refused = await admitDetailed(STRICT, lacking);
+      assert.equal(refused.admitted, false);
+      assert.match(refused.error ?? "", /pod refused in strict namespace team-strict/);
+      assert.match(
+        refused.error ?? "",
+        new RegExp(
+          `image "${literal(lacking)}" not rewritten, as its mirror cannot be used: ${literal(askedFor)}: absent`,
+        ),
+      );
+      assert.equal((await admitDetailed(STRICT, present)).image, mirrored);
+      console.log(
+        `verified pods created to Running: ${elapsed} ms (admissions: ${created["from-mirror"]?.ms} ms, fallback ${created.fallback?.ms} ms)`,
+      );
+    } finally {
+      await kubectl.run([
+        "delete",
+        "pod",
+        ...Object.keys(pods),
+        "-n",
+        ENABLED,
+        "--grace-period=0",
+        "--force",
+      ]);
+      await kubectl.run(["delete", "imageshift", "verified-mirror"]);
+    }
   });
 
   it("one ImageShift pod killed: the other keeps serving, no admission fails", async () => {

@@ -22,6 +22,11 @@
  * so that address is the bridge's gateway address, where a small TCP proxy in the test process
  * listens on port 443 and forwards to the API server on loopback. There is no kube-proxy: the API
  * server reaches webhooks through their endpoints (`--enable-aggregator-routing=true`).
+ *
+ * Registries listen on loopback, which containerd (on the host) reaches but a pod does not. A
+ * registry a pod must ask too (ImageShift checking a mirror) is exposed the same way:
+ * `exposeRegistry` puts a TCP proxy on `<gateway>:<port>`, and writes containerd's hosts config
+ * for that name, so the pod and the node reach the registry at one name, over plain HTTP.
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -61,6 +66,8 @@ export const nodeImages = {
   busybox: "imageshift-e2e/busybox:1",
   /** The same busybox with another image ID (a label): the mirror's copy in the node tests. */
   mirrorBusybox: "imageshift-e2e/busybox-mirror:1",
+  /** Another copy (another label): an "upstream" registry's, told apart from both. */
+  upstreamBusybox: "imageshift-e2e/busybox-upstream:1",
 };
 
 export interface ClusterOptions {
@@ -86,6 +93,12 @@ export interface Cluster {
   busyboxImage: string;
   /** Starts another local registry that the node pulls from over plain HTTP. */
   addRegistry(name: string): Promise<Registry>;
+  /**
+   * Makes a registry reachable from pods: a TCP proxy on the gateway address (a free port)
+   * forwarding to it, which the node also pulls from over plain HTTP. Returns `<gateway>:<port>`,
+   * the registry's name for images both pods and the node use. Closed by stop().
+   */
+  exposeRegistry(registry: Registry): Promise<string>;
   /** Reads a component's log (containerd, kubelet, kube-controller-manager, kube-scheduler, ...). */
   log(component: string): string;
   /** Tears everything down (see the module comment); safe to call more than once. */
@@ -131,11 +144,38 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const procs: Record<string, Managed | undefined> = {};
   const registries: Registry[] = [];
   let controlPlane: ControlPlane | undefined;
-  let proxy: net.Server | undefined;
   let dir = "";
   let bridgeCreated = false;
   let stopped = false;
+  /** TCP proxies on the gateway address (the API server's, exposed registries') and their sockets. */
+  const proxies: net.Server[] = [];
   const sockets = new Set<net.Socket>();
+  /** Listens on `<gateway>:<port>` (0: a free one) and forwards each connection to 127.0.0.1:<target>. */
+  const proxyOnGateway = async (port: number, target: number): Promise<number> => {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(target, "127.0.0.1");
+      sockets.add(client);
+      sockets.add(upstream);
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(client);
+        sockets.delete(upstream);
+      };
+      client.on("error", close);
+      upstream.on("error", close);
+      client.on("close", close);
+      upstream.on("close", close);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    proxies.push(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, network.gateway, () => resolve());
+    });
+    return (server.address() as net.AddressInfo).port;
+  };
 
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -232,7 +272,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         rmdirSync(hostDir); // only when empty
       } catch {}
     }
-    proxy?.close();
+    for (const server of proxies) server.close();
     for (const socket of sockets) socket.destroy();
     // The API server and etcd last; this removes the temp dir unless keepTempDir.
     if (controlPlane) await attempt("control plane", () => (controlPlane as ControlPlane).stop());
@@ -265,28 +305,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const kubectl = kubectlFor(controlPlane.kubeconfigPath);
 
     // The API server's address for pods: the `kubernetes` Service's ClusterIP (the gateway) port 443.
-    const apiPort = Number(new URL(controlPlane.server).port);
-    proxy = net.createServer((client) => {
-      const upstream = net.connect(apiPort, "127.0.0.1");
-      sockets.add(client);
-      sockets.add(upstream);
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-        sockets.delete(client);
-        sockets.delete(upstream);
-      };
-      client.on("error", close);
-      upstream.on("error", close);
-      client.on("close", close);
-      upstream.on("close", close);
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      proxy?.once("error", reject);
-      proxy?.listen(443, network.gateway, () => resolve());
-    });
+    await proxyOnGateway(443, Number(new URL(controlPlane.server).port));
 
     // The registry with the node's own images.
     const registry = await startRegistry("node-registry");
@@ -460,6 +479,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         registries.push(added);
         await writeHosts(added.host);
         return added;
+      },
+      exposeRegistry: async (exposed) => {
+        const port = await proxyOnGateway(0, Number(exposed.host.split(":")[1]));
+        const host = `${network.gateway}:${port}`;
+        await writeHosts(host);
+        return host;
       },
       log: (component) => {
         try {

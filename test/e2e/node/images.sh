@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the node tests' two images without any base image (`buildah from scratch`) into the
+# Builds the node tests' images without any base image (`buildah from scratch`) into the
 # project's image store (test/e2e/image/build.sh env):
 #   localhost/imageshift-e2e/pause:1    a static Go pause program (pause.go), containerd's sandbox image
 #   localhost/imageshift-e2e/busybox:1  Debian's busybox-static with its applet links
 #   localhost/imageshift-e2e/busybox-mirror:1  the same with a label, so another image ID (the
 #                                       mirror registry's copy, told apart from the first)
+#   localhost/imageshift-e2e/busybox-upstream:1  the same with another label (the copy of an
+#                                       "upstream" registry, told apart from both)
 # Does nothing for an image already in the store. Needs Go (as test/e2e/controlplane/build.sh).
 set -euo pipefail
 
@@ -64,10 +66,15 @@ if ! podman image exists localhost/imageshift-e2e/busybox:1; then
   commit "$work/busybox" localhost/imageshift-e2e/busybox:1 '[]' '["/bin/sh"]'
 fi
 
-if ! podman image exists localhost/imageshift-e2e/busybox-mirror:1; then
+# variant <copy>: busybox-<copy>:1, busybox with the label org.imageshift.e2e.copy=<copy>
+variant() {
+  local copy="$1"
+  podman image exists "localhost/imageshift-e2e/busybox-$copy:1" && return 0
   container="$(buildah from --pull-never localhost/imageshift-e2e/busybox:1)"
-  buildah config --label org.imageshift.e2e.copy=mirror "$container"
-  buildah commit --quiet --rm "$container" localhost/imageshift-e2e/busybox-mirror:1 >/dev/null
+  buildah config --label "org.imageshift.e2e.copy=$copy" "$container"
+  buildah commit --quiet --rm "$container" "localhost/imageshift-e2e/busybox-$copy:1" >/dev/null
   container=""
-  log "built localhost/imageshift-e2e/busybox-mirror:1"
-fi
+  log "built localhost/imageshift-e2e/busybox-$copy:1"
+}
+variant mirror
+variant upstream
