@@ -25,14 +25,13 @@ const bob = { username: "bob", password: "bob-secret" };
 const tokenLifeSeconds = 2;
 const timeoutMs = 500;
 
-// The client's API in one place: registries here are plain HTTP, credentials are per client.
+// The client's API in one place: registries here are plain HTTP. The client takes credentials
+// per check; each test's client stands for one set of them (or none).
 const clients: RegistryClient[] = [];
+const credentialsOf = new WeakMap<RegistryClient, Credentials>();
 function newClient(credentials?: Credentials): RegistryClient {
-  const client = new RegistryClient({
-    insecure: () => true,
-    ...(credentials ? { credentials: () => credentials } : {}),
-    timeoutMs,
-  });
+  const client = new RegistryClient({ insecure: () => true, timeoutMs });
+  if (credentials) credentialsOf.set(client, credentials);
   clients.push(client);
   return client;
 }
@@ -42,7 +41,7 @@ function check(
   repository: string,
   reference: string,
 ): Promise<Presence> {
-  return client.checkManifest({ host, repository, reference });
+  return client.checkManifest({ host, repository, reference }, credentialsOf.get(client));
 }
 
 /** Polls `read` (bounded, 2 s) until it returns `expected`; the registry logs after it answers. */
