@@ -118,13 +118,8 @@ export class PresenceChecker {
   /** Present, absent or unknown, and whether the answer came from the cache; never rejects. */
   async check(target: CheckTarget): Promise<CheckResult> {
     if (this.stopped) return { state: "unknown", reason: "presence checks are stopped", cached: false };
-    const key = JSON.stringify([
-      target.host,
-      target.repository,
-      target.reference,
-      target.credentials ?? null,
-      target.insecure === true,
-    ]);
+    // NUL cannot appear in a host, repository, reference or Secret name: an unambiguous key.
+    const key = `${target.host}\0${target.repository}\0${target.reference}\0${target.credentials ?? ""}\0${target.insecure === true ? 1 : 0}`;
     const entry = this.cache.get(key);
     const now = this.now();
     if (entry !== undefined && now < entry.servableUntil) {
@@ -226,7 +221,6 @@ export class PresenceChecker {
   }
 
   private count(host: string, outcome: RegistryCheckOutcome): void {
-    const metrics = this.metrics;
-    metrics?.registryChecks.inc({ registry: metrics.registryLabel(host), outcome });
+    this.metrics?.registryCheck(host, outcome);
   }
 }

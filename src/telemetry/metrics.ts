@@ -152,10 +152,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly registryCacheHitRatio = new Gauge({
+  readonly registryCacheHitRatio: Gauge = new Gauge({
     name: "imageshift_registry_cache_hit_ratio",
     help: "Presence-cache lookups answered from the cache (hit or stale) over all lookups; 0 before any.",
     registers: [this.registry],
+    // At scrape time, not per lookup: a warm admission makes three lookups.
+    collect: () => {
+      const { hit, stale, miss } = this.lookups;
+      const all = hit + stale + miss;
+      this.registryCacheHitRatio.set(all === 0 ? 0 : (hit + stale) / all);
+    },
   });
 
   /** The registries whose circuit breaker is open now, read at scrape time; the presence checker sets it. */
@@ -185,6 +191,14 @@ export class Metrics {
   });
 
   private readonly lookups = { hit: 0, stale: 0, miss: 0 };
+  // Labelled children kept: prom-client hashes a label object on every `inc`, a few
+  // microseconds each, three times per warm admission. Bounded: registry labels are capped.
+  private readonly lookupCounters = {
+    hit: this.registryCacheLookups.labels({ result: "hit" }),
+    stale: this.registryCacheLookups.labels({ result: "stale" }),
+    miss: this.registryCacheLookups.labels({ result: "miss" }),
+  };
+  private readonly checkCounters = new Map<string, ReturnType<Metrics["registryChecks"]["labels"]>>();
 
   /** The monitors Node's default metrics started for this registry; `stop()` ends them. */
   private readonly monitors: Monitor[] = collectDefaults(this.registry);
@@ -218,10 +232,20 @@ export class Metrics {
 
   /** Counts a presence-cache lookup and updates the hit ratio. */
   registryCacheLookup(result: CacheLookup): void {
-    this.registryCacheLookups.inc({ result });
     this.lookups[result]++;
-    const { hit, stale, miss } = this.lookups;
-    this.registryCacheHitRatio.set((hit + stale) / (hit + stale + miss));
+    this.lookupCounters[result].inc();
+  }
+
+  /** One presence check's outcome; the labelled counter is looked up once per label pair. */
+  registryCheck(host: string, outcome: RegistryCheckOutcome): void {
+    const registry = this.registryLabel(host);
+    const key = `${registry} ${outcome}`;
+    let counter = this.checkCounters.get(key);
+    if (counter === undefined) {
+      counter = this.registryChecks.labels({ registry, outcome });
+      this.checkCounters.set(key, counter);
+    }
+    counter.inc();
   }
 
   rulesReloaded(count: number): void {
