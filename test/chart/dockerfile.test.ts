@@ -15,7 +15,7 @@ const DOCKERFILE = readFileSync(join(ROOT, "Dockerfile"), "utf8");
 const VALUES = parse(readFileSync(join(ROOT, "charts", "imageshift", "values.yaml"), "utf8")) as {
   nodeOptions: string;
 };
-const BENCH = readFileSync(join(ROOT, "bench", "webhook.bench.ts"), "utf8");
+const BENCH = readFileSync(join(ROOT, "bench", "harness.ts"), "utf8");
 
 /** The final stage's `KEY=value` pairs from its ENV instructions (comment lines skipped). */
 function finalStageEnv(): Record<string, string> {
