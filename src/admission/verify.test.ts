@@ -6,7 +6,13 @@ import { readOriginalImages } from "./annotations.ts";
 import { planMutation } from "./plan.ts";
 import { decodePod, type PodView } from "./pod-view.ts";
 import { type AdmissionRequest, decodeReview } from "./review.ts";
-import { type CheckAnswer, type CheckTarget, MAX_RULES_TRIED, type ManifestChecker } from "./verify.ts";
+import {
+  type CheckAnswer,
+  type CheckTarget,
+  MAX_CHECKS_PER_ADMISSION,
+  MAX_RULES_TRIED,
+  type ManifestChecker,
+} from "./verify.ts";
 
 const FIXTURES = new URL("../../test/fixtures/admission/", import.meta.url);
 const DIGEST_A = `sha256:${"a".repeat(64)}`;
@@ -206,6 +212,20 @@ spec:
     assert.match(
       result.record["containers/c2"]?.check ?? "",
       /no answer within the 50 ms admission deadline/,
+    );
+  });
+
+  test(`one pod starts at most ${MAX_CHECKS_PER_ADMISSION} checks; the rest are unknown`, async () => {
+    const images = Array.from({ length: MAX_CHECKS_PER_ADMISSION + 6 }, (_, i) => `app${i}:1`);
+    const checker = new ScriptedChecker(
+      Object.fromEntries(images.map((image) => [`mirror.corp/library/${image}`, present()])),
+    );
+    const result = await plan(images, rules("{ mode: Presence, whenUnknown: KeepOriginal }"), checker);
+    assert.equal(checker.asked.length, MAX_CHECKS_PER_ADMISSION);
+    assert.equal(result.images.length, MAX_CHECKS_PER_ADMISSION);
+    assert.match(
+      result.warnings.at(-1) ?? "",
+      new RegExp(`unknown: more than ${MAX_CHECKS_PER_ADMISSION} registry checks for one pod`),
     );
   });
 

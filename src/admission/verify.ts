@@ -56,6 +56,13 @@ export interface Verification {
  */
 export const MAX_RULES_TRIED = 8;
 
+/**
+ * Registry checks one admission may start (next rules and upstream digests included). A real
+ * pod needs a handful; a pod naming thousands of images must not turn one admission into
+ * thousands of requests to a mirror. Past it, checks answer unknown (`whenUnknown` decides).
+ */
+export const MAX_CHECKS_PER_ADMISSION = 64;
+
 /** What the registries said about one rewrite. */
 export interface CheckOutcome {
   /** stale: Digest mode, and the target's content is not the original's. */
@@ -79,11 +86,15 @@ export interface Verified {
   readonly fallback: boolean;
 }
 
-/** One admission's deadline: every check races it; `clear` when the plan is done. */
+/**
+ * One admission's bounds: a deadline every check races, and the number of checks it may start
+ * (`MAX_CHECKS_PER_ADMISSION`). `clear` when the plan is done.
+ */
 export class Deadline {
   readonly ms: number;
   readonly passed: Promise<CheckAnswer>;
   private timer: NodeJS.Timeout | undefined;
+  private checksLeft = MAX_CHECKS_PER_ADMISSION;
   constructor(ms: number) {
     this.ms = ms;
     this.passed = new Promise((resolve) => {
@@ -99,8 +110,16 @@ export class Deadline {
       this.timer.unref();
     });
   }
-  race(answer: Promise<CheckAnswer>): Promise<CheckAnswer> {
-    return Promise.race([answer, this.passed]);
+  /** Asks the checker within both bounds. */
+  ask(checker: ManifestChecker, target: CheckTarget): Promise<CheckAnswer> {
+    if (this.checksLeft <= 0)
+      return Promise.resolve({
+        state: "unknown",
+        reason: `more than ${MAX_CHECKS_PER_ADMISSION} registry checks for one pod`,
+        cached: false,
+      });
+    this.checksLeft--;
+    return Promise.race([checker.check(target), this.passed]);
   }
   clear(): void {
     clearTimeout(this.timer);
@@ -168,11 +187,11 @@ async function checkOne(
   const original = parseCached(image);
   if (!target.ok || !original.ok) return outcome("unknown", "not a checkable image reference");
   const pinned = policy.mode === "Digest" ? original.reference.digest : undefined;
-  const mirror = deadline.race(checker.check(targetOf(target.reference, policy, pinned)));
+  const mirror = deadline.ask(checker, targetOf(target.reference, policy, pinned));
   // Digest mode, tag only: upstream's digest for the tag, asked at the same time.
   const upstream =
     policy.mode === "Digest" && pinned === undefined
-      ? deadline.race(checker.check(targetOf(original.reference, policy)))
+      ? deadline.ask(checker, targetOf(original.reference, policy))
       : undefined;
   const answer = await mirror;
   if (answer.state === "absent") return outcome("absent", "absent", answer.cached);

@@ -16,6 +16,7 @@ import {
   MANIFEST_ACCEPT,
   MAX_COUNTED_HOSTS,
   MAX_RETRY_AFTER_MS,
+  MAX_SOCKETS_PER_REGISTRY,
   parseChallenge,
   RegistryClient,
   retryAfterMs,
@@ -476,6 +477,39 @@ describe("RegistryClient against a hostile registry", () => {
     } finally {
       client.close();
       await registry.stop();
+    }
+  });
+});
+
+describe("RegistryClient connections", () => {
+  test(`at most ${MAX_SOCKETS_PER_REGISTRY} requests at once to one registry, however many checks pods ask for`, async () => {
+    let open = 0;
+    let most = 0;
+    // Requests in progress at once: one connection serves one request at a time.
+    const server = createServer((_req, res) => {
+      open++;
+      most = Math.max(most, open);
+      // Held a little, so that concurrent checks need concurrent connections.
+      setTimeout(() => {
+        open--;
+        res.writeHead(404).end();
+      }, 30);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = new RegistryClient({ timeoutMs: 10_000 });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          client.checkManifest({ host, repository: "team/app", reference: `v${i}`, insecure: true }),
+        ),
+      );
+      assert.ok(answers.every((answer) => answer.state === "absent"));
+      assert.equal(most, MAX_SOCKETS_PER_REGISTRY, `${most} requests at once`);
+    } finally {
+      client.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });

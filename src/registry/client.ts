@@ -62,6 +62,13 @@ export const MAX_TOKEN_LIFETIME_MS = 3_600_000;
  */
 export const MAX_TOKENS = 1_000;
 
+/**
+ * Connections kept to one registry at once. Pods name the images, so one pod (or many) could
+ * otherwise make ImageShift open thousands of connections to a mirror; checks past this wait
+ * for a connection, within their own time bound, and most are answered from the cache anyway.
+ */
+export const MAX_SOCKETS_PER_REGISTRY = 16;
+
 /** A token answer is a few KiB and a HEAD has no body: more is refused, not read. */
 export const MAX_ANSWER_BYTES = 65_536;
 
@@ -151,8 +158,9 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options;
-    this.agent = new HttpsAgent({ keepAlive: true, ...(options.ca ? { ca: options.ca } : {}) });
-    this.plainAgent = new http.Agent({ keepAlive: true });
+    const pool = { keepAlive: true, maxSockets: MAX_SOCKETS_PER_REGISTRY };
+    this.agent = new HttpsAgent({ ...pool, ...(options.ca ? { ca: options.ca } : {}) });
+    this.plainAgent = new http.Agent(pool);
   }
 
   /**
