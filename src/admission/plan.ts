@@ -8,6 +8,11 @@
  * confirm it (a forged or stale entry is ignored); otherwise the rules rewrite it. In a strict
  * namespace an image a rule failed to rewrite refuses the pod; elsewhere it stays, with a
  * warning. An internal error throws `InternalError`, which the handler turns into its answer.
+ *
+ * Rewrites whose rule object asks for registry checks are verified before they are used
+ * (`verify.ts`, through the injected `ManifestChecker`): the one await in the plan. An image its
+ * mirror cannot serve is kept (with a warning and a record entry saying why) or, in a strict
+ * namespace, refuses the pod.
  */
 import type { EvaluationContext, RuleRef } from "../engine/rules/rule.ts";
 import { describeRule, type RewriteResult } from "../engine/rules/ruleset.ts";
