@@ -19,7 +19,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   k8s: ["errors.ts", "version.ts", "telemetry", "platform"],
   manager: ["errors.ts", "telemetry"],
   registry: ["errors.ts", "version.ts", "telemetry", "platform"],
-  admission: ["errors.ts", "telemetry", "api", "engine"],
+  admission: ["errors.ts", "telemetry", "api", "engine", "registry"],
   certs: ["errors.ts", "telemetry", "platform", "k8s"],
   operator: ["errors.ts", "telemetry", "platform", "api", "engine", "k8s", "registry", "certs", "manager"],
   webhook: ["errors.ts", "telemetry", "platform", "engine", "admission", "certs", "manager"],

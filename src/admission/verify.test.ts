@@ -2,17 +2,12 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { rulesFromYaml } from "../engine/rules/testing.ts";
+import type { CheckResult, CheckTarget } from "../registry/presence.ts";
 import { readOriginalImages } from "./annotations.ts";
 import { planMutation } from "./plan.ts";
 import { decodePod, type PodView } from "./pod-view.ts";
 import { type AdmissionRequest, decodeReview } from "./review.ts";
-import {
-  type CheckAnswer,
-  type CheckTarget,
-  MAX_CHECKS_PER_ADMISSION,
-  MAX_RULES_TRIED,
-  type ManifestChecker,
-} from "./verify.ts";
+import { MAX_CHECKS_PER_ADMISSION, MAX_RULES_TRIED, type ManifestChecker } from "./verify.ts";
 
 const FIXTURES = new URL("../../test/fixtures/admission/", import.meta.url);
 const DIGEST_A = `sha256:${"a".repeat(64)}`;
@@ -40,11 +35,11 @@ class ScriptedChecker implements ManifestChecker {
   readonly asked: CheckTarget[] = [];
   inFlight = 0;
   mostInFlight = 0;
-  private readonly answers: Record<string, CheckAnswer | "never">;
-  constructor(answers: Record<string, CheckAnswer | "never">) {
+  private readonly answers: Record<string, CheckResult | "never">;
+  constructor(answers: Record<string, CheckResult | "never">) {
     this.answers = answers;
   }
-  async check(target: CheckTarget): Promise<CheckAnswer> {
+  async check(target: CheckTarget): Promise<CheckResult> {
     this.asked.push(target);
     const separator = target.reference.startsWith("sha256:") ? "@" : ":";
     const answer = this.answers[`${target.host}/${target.repository}${separator}${target.reference}`];
@@ -57,9 +52,9 @@ class ScriptedChecker implements ManifestChecker {
   }
 }
 
-const present = (digest?: string): CheckAnswer =>
+const present = (digest?: string): CheckResult =>
   digest ? { state: "present", digest, cached: false } : { state: "present", cached: false };
-const absent: CheckAnswer = { state: "absent", cached: false };
+const absent: CheckResult = { state: "absent", cached: false };
 
 function rules(verify: string, extra = "") {
   return rulesFromYaml(`apiVersion: imageshift.dev/v1
@@ -304,7 +299,7 @@ describe("verification in the plan (Digest)", () => {
   });
 
   test("cached answers are marked in the record", async () => {
-    const cached = (answer: CheckAnswer): CheckAnswer => ({ ...answer, cached: true });
+    const cached = (answer: CheckResult): CheckResult => ({ ...answer, cached: true });
     const checker = new ScriptedChecker({
       "mirror.corp/library/nginx:1.25": cached(present(DIGEST_A)),
       "docker.io/library/nginx:1.25": cached(present(DIGEST_A)),

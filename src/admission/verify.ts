@@ -12,36 +12,20 @@
  * rule, or keep the original (`whenUnknown`). All images of a pod are checked at once, and one
  * deadline bounds the whole admission: a slow registry costs a pod at most that long.
  *
- * The registry itself sits behind `ManifestChecker`, a narrow port: the cache, single flight,
- * circuit breaker and credentials live in `registry/presence.ts`, which the webhook wires in.
+ * The registry itself sits behind `ManifestChecker`, a narrow port (the shapes of a check and its
+ * answer are `registry/presence.ts`'s): the cache, single flight, circuit breaker and credentials
+ * live in `PresenceChecker` there, which the webhook wires in; tests script their own.
  */
 import { parseCached } from "../engine/image/parse-cache.ts";
 import type { ImageReference } from "../engine/image/reference.ts";
 import type { EvaluationContext, RuleRef, VerifyPolicy } from "../engine/rules/rule.ts";
 import { describeRule, type RewriteResult } from "../engine/rules/ruleset.ts";
+import type { CheckResult, CheckTarget } from "../registry/presence.ts";
 import type { Rewriter } from "./plan.ts";
-
-/** One manifest to ask a registry about. */
-export interface CheckTarget {
-  /** The registry as the image names it: `docker.io`, `127.0.0.1:5000`. */
-  readonly host: string;
-  readonly repository: string;
-  /** A tag or a digest. */
-  readonly reference: string;
-  /** The credentials source (a Secret's name); undefined for anonymous checks. */
-  readonly credentials?: string;
-  /** Plain HTTP. */
-  readonly insecure?: boolean;
-}
-
-export type CheckAnswer =
-  | { readonly state: "present"; readonly digest?: string; readonly cached: boolean }
-  | { readonly state: "absent"; readonly cached: boolean }
-  | { readonly state: "unknown"; readonly reason: string; readonly cached: boolean };
 
 /** Does a registry have a manifest? Never rejects. */
 export interface ManifestChecker {
-  check(target: CheckTarget): Promise<CheckAnswer>;
+  check(target: CheckTarget): Promise<CheckResult>;
 }
 
 export interface Verification {
@@ -92,7 +76,7 @@ export interface Verified {
  */
 export class Deadline {
   readonly ms: number;
-  readonly passed: Promise<CheckAnswer>;
+  readonly passed: Promise<CheckResult>;
   private timer: NodeJS.Timeout | undefined;
   private checksLeft = MAX_CHECKS_PER_ADMISSION;
   constructor(ms: number) {
@@ -111,7 +95,7 @@ export class Deadline {
     });
   }
   /** Asks the checker within both bounds. */
-  ask(checker: ManifestChecker, target: CheckTarget): Promise<CheckAnswer> {
+  ask(checker: ManifestChecker, target: CheckTarget): Promise<CheckResult> {
     if (this.checksLeft <= 0)
       return Promise.resolve({
         state: "unknown",
