@@ -4,11 +4,13 @@
  * (NODE_OPTIONS, malloc setting), its metrics, pod AdmissionReviews, and the load generators.
  * One copy, so that the rows of both benchmarks measure the server the same way.
  */
+
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request as httpsRequest } from "node:https";
 import { cpus } from "node:os";
 import { join } from "node:path";
+import { podCreateReview } from "../src/admission/testing.ts";
 import { createCertificateAuthority, createServingCertificate } from "../src/certs/authority.ts";
 import { freePorts } from "../test/e2e/harness/controlplane.ts";
 
@@ -167,25 +169,10 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 
 /** A pod-CREATE AdmissionReview for a pod running `images`, one container each. */
 export function podReview(images: readonly string[], uid = "bench-0001"): string {
-  return JSON.stringify({
-    apiVersion: "admission.k8s.io/v1",
-    kind: "AdmissionReview",
-    request: {
-      uid,
-      kind: { group: "", version: "v1", kind: "Pod" },
-      resource: { group: "", version: "v1", resource: "pods" },
-      namespace: "bench",
-      operation: "CREATE",
-      object: {
-        apiVersion: "v1",
-        kind: "Pod",
-        metadata: { generateName: "web-", namespace: "bench", labels: { app: "web" } },
-        spec: {
-          containers: images.map((image, i) => ({ name: ["app", "tool", "pause"][i] ?? `c${i}`, image })),
-        },
-      },
-    },
-  });
+  const containers = Object.fromEntries(
+    images.map((image, i) => [["app", "tool", "pause"][i] ?? `c${i}`, image]),
+  );
+  return JSON.stringify(podCreateReview(containers, { uid, namespace: "bench", labels: { app: "web" } }));
 }
 
 /** The value at quantile `p` of ascending `sorted` (0 when empty). */

@@ -1,31 +1,23 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { rulesFromYaml } from "../engine/rules/testing.ts";
 import type { CheckResult, CheckTarget } from "../registry/presence.ts";
 import { readOriginalImages } from "./annotations.ts";
 import { planMutation } from "./plan.ts";
 import { decodePod, type PodView } from "./pod-view.ts";
-import { type AdmissionRequest, decodeReview } from "./review.ts";
+import { decodeReview } from "./review.ts";
+import { podCreateReview } from "./testing.ts";
 import { MAX_CHECKS_PER_ADMISSION, MAX_RULES_TRIED, type ManifestChecker } from "./verify.ts";
 
-const FIXTURES = new URL("../../test/fixtures/admission/", import.meta.url);
+const _FIXTURES = new URL("../../test/fixtures/admission/", import.meta.url);
 const DIGEST_A = `sha256:${"a".repeat(64)}`;
 const DIGEST_B = `sha256:${"b".repeat(64)}`;
 
 function podWith(images: string[]): PodView {
-  const decoded = decodeReview(
-    JSON.parse(readFileSync(new URL("pod-create-no-annotations.json", FIXTURES), "utf8")),
-  );
+  const containers = Object.fromEntries(images.map((image, i) => [`c${i}`, image]));
+  const decoded = decodeReview(podCreateReview(containers, { namespace: "team", name: "web" }));
   assert.ok(decoded.ok);
-  const request: AdmissionRequest = {
-    ...decoded.request,
-    object: {
-      metadata: { name: "web", namespace: "team" },
-      spec: { containers: images.map((image, i) => ({ name: `c${i}`, image })) },
-    },
-  };
-  const view = decodePod(request);
+  const view = decodePod(decoded.request);
   assert.ok(view);
   return view;
 }

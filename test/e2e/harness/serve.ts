@@ -10,6 +10,7 @@ import https from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import jsonpatch, { type Operation } from "fast-json-patch";
+import { podCreateReview } from "../../../src/admission/testing.ts";
 import { httpGet, type WebhookCertificates, waitUntil } from "./operator.ts";
 import type { Registry } from "./registries.ts";
 
@@ -162,32 +163,9 @@ export async function startServe(name: string, certs: WebhookCertificates, args:
     },
     async admit(containers, options = {}) {
       const namespace = options.namespace ?? (options.strict ? "team-strict" : "team-a");
-      const pod = {
-        apiVersion: "v1",
-        kind: "Pod",
-        metadata: { name: `pod-${++reviews}`, namespace, annotations: {} },
-        spec: {
-          containers: Object.entries(containers).map(([container, image]) => ({ name: container, image })),
-        },
-      };
-      const review = {
-        apiVersion: "admission.k8s.io/v1",
-        kind: "AdmissionReview",
-        request: {
-          uid: `00000000-0000-4000-8000-${String(reviews).padStart(12, "0")}`,
-          kind: { group: "", version: "v1", kind: "Pod" },
-          resource: { group: "", version: "v1", resource: "pods" },
-          requestKind: { group: "", version: "v1", kind: "Pod" },
-          requestResource: { group: "", version: "v1", resource: "pods" },
-          name: pod.metadata.name,
-          namespace,
-          operation: "CREATE",
-          userInfo: { username: "system:serviceaccount:kube-system:replicaset-controller" },
-          object: pod,
-          oldObject: null,
-          dryRun: false,
-        },
-      };
+      const uid = `00000000-0000-4000-8000-${String(++reviews).padStart(12, "0")}`;
+      const review = podCreateReview(containers, { uid, namespace, name: `pod-${reviews}`, annotations: {} });
+      const pod = review.request.object;
       const started = performance.now();
       const { status, body } = await postJson(
         new URL(options.strict ? "/mutate/strict" : "/mutate", webhook),
