@@ -22,8 +22,8 @@ import type { ImageField } from "./images.ts";
 import { type PatchOperation, replaceImage, setOriginalImages } from "./patch.ts";
 import type { PodView } from "./pod-view.ts";
 import {
+  AdmissionBounds,
   type CheckOutcome,
-  Deadline,
   describeChecks,
   type Verification,
   type Verified,
@@ -118,17 +118,17 @@ async function verifyAll(
   verification: Verification | undefined,
 ): Promise<(Verified | undefined)[]> {
   if (!verification || !decided.some(({ result }) => result?.changed && result.verify)) return [];
-  const deadline = new Deadline(verification.deadlineMs);
+  const bounds = new AdmissionBounds(verification.deadlineMs);
   try {
     return await Promise.all(
       decided.map(({ field, result }) =>
         result?.changed && result.verify
-          ? verifyRewrite(field.image, result, rules, context, verification.checker, deadline)
+          ? verifyRewrite(field.image, result, rules, context, verification.checker, bounds)
           : undefined,
       ),
     );
   } finally {
-    deadline.clear();
+    bounds.clear();
   }
 }
 

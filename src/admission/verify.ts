@@ -74,7 +74,7 @@ export interface Verified {
  * One admission's bounds: a deadline every check races, and the number of checks it may start
  * (`MAX_CHECKS_PER_ADMISSION`). `clear` when the plan is done.
  */
-export class Deadline {
+export class AdmissionBounds {
   readonly ms: number;
   readonly passed: Promise<CheckResult>;
   private timer: NodeJS.Timeout | undefined;
@@ -120,7 +120,7 @@ export async function verifyRewrite(
   rules: Rewriter,
   context: EvaluationContext,
   checker: ManifestChecker,
-  deadline: Deadline,
+  bounds: AdmissionBounds,
 ): Promise<Verified> {
   const checks: CheckOutcome[] = [];
   const tried = new Set<RuleRef>();
@@ -128,7 +128,7 @@ export async function verifyRewrite(
   for (;;) {
     const { verify: policy, rule } = result;
     if (!policy || !rule || !result.changed) return { result, checks, fallback: false };
-    const outcome = await checkOne(image, result.output, rule, policy, checker, deadline);
+    const outcome = await checkOne(image, result.output, rule, policy, checker, bounds);
     checks.push(outcome);
     if (outcome.state === "present") return { result, checks, fallback: false };
     if (outcome.state === "unknown")
@@ -158,7 +158,7 @@ async function checkOne(
   rule: RuleRef,
   policy: VerifyPolicy,
   checker: ManifestChecker,
-  deadline: Deadline,
+  bounds: AdmissionBounds,
 ): Promise<CheckOutcome> {
   const outcome = (state: CheckOutcome["state"], detail: string, cached = false): CheckOutcome => ({
     state,
@@ -171,11 +171,11 @@ async function checkOne(
   const original = parseCached(image);
   if (!target.ok || !original.ok) return outcome("unknown", "not a checkable image reference");
   const pinned = policy.mode === "Digest" ? original.reference.digest : undefined;
-  const mirror = deadline.ask(checker, targetOf(target.reference, policy, pinned));
+  const mirror = bounds.ask(checker, targetOf(target.reference, policy, pinned));
   // Digest mode, tag only: upstream's digest for the tag, asked at the same time.
   const upstream =
     policy.mode === "Digest" && pinned === undefined
-      ? deadline.ask(checker, targetOf(original.reference, policy))
+      ? bounds.ask(checker, targetOf(original.reference, policy))
       : undefined;
   const answer = await mirror;
   if (answer.state === "absent") return outcome("absent", "absent", answer.cached);

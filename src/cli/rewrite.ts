@@ -5,7 +5,7 @@
  * Invalid rule documents exit 2, so the command can gate a CI pipeline.
  */
 import { parseArgs } from "node:util";
-import { Deadline, describeChecks, type Verified, verifyRewrite } from "../admission/verify.ts";
+import { AdmissionBounds, describeChecks, type Verified, verifyRewrite } from "../admission/verify.ts";
 import { loadRules } from "../engine/rules/load.ts";
 import { describeRule, type RewriteResult } from "../engine/rules/ruleset.ts";
 import { formatIssue } from "../errors.ts";
@@ -158,7 +158,7 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
       if (!gating.called) return { result: unchanged(image) };
       const result = compiled.ruleSet.rewrite(image, context);
       if (!checks || !result.changed || !result.verify) return { result };
-      const deadline = new Deadline(checks.verification.deadlineMs);
+      const bounds = new AdmissionBounds(checks.verification.deadlineMs);
       try {
         const verified = await verifyRewrite(
           image,
@@ -166,11 +166,11 @@ export async function rewriteCommand(argv: string[], io: CommandIO): Promise<num
           compiled.ruleSet,
           context,
           checks.checker,
-          deadline,
+          bounds,
         );
         return { result, verified };
       } finally {
-        deadline.clear();
+        bounds.clear();
       }
     }),
   );
