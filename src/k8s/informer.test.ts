@@ -53,7 +53,16 @@ function errMessage(line: LogLine | undefined): string {
 
 describe("WatchedKind", () => {
   let server: Server;
+  let base: string;
+  /**
+   * The client of the watcher under test. Each `watched()` gets its own, with its own
+   * User-Agent, and the server drops requests from any other: a request the previous test's
+   * watcher sent just before it stopped can reach the server after the next test has set its
+   * handlers, and would otherwise take that test's first answer (seen in CI under load).
+   */
   let client: KubeClient;
+  let current = "";
+  let generation = 0;
   /** Requests seen, as `list` or `watch@<resourceVersion>`. */
   let seen: string[];
   let onList: Handler;
@@ -63,6 +72,7 @@ describe("WatchedKind", () => {
 
   before(async () => {
     server = createServer((req, res) => {
+      if (req.headers["user-agent"] !== current) return void req.socket.destroy();
       const url = new URL(req.url ?? "/", "http://127.0.0.1");
       assert.equal(url.pathname, PATH);
       const watching = url.searchParams.get("watch") === "true";
@@ -72,27 +82,28 @@ describe("WatchedKind", () => {
       (watching ? onWatch : onList)(url, res, req);
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    client = new KubeClient({
-      server: `http://127.0.0.1:${port}`,
-      credential: staticToken(undefined),
-      origin: "unit",
-    });
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
   afterEach(async () => {
-    for (const stop of stops.splice(0)) await stop();
+    for (const stop of stops.splice(0).reverse()) await stop();
     for (const res of open) res.destroy();
   });
 
   after(async () => {
-    client.close();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   });
 
   function watched(options: { minBackoffMs?: number } = {}) {
     seen = [];
+    current = `informer-test/${++generation}`;
+    const own = new KubeClient(
+      { server: base, credential: staticToken(undefined), origin: "unit" },
+      { userAgent: current },
+    );
+    client = own;
+    stops.push(async () => own.close());
     const { logger, lines } = captureLogger();
     let changes = 0;
     const watch = new WatchedKind<KubeObject>({
