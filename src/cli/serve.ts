@@ -43,6 +43,9 @@ Options:
   --fail-closed               deny pods on internal errors (default: admit them unchanged)
   --namespace-label KEY       cluster mode: a namespace labelled KEY=strict is strict on
                               /mutate too (default imageshift.dev; the chart's namespaceLabel)
+  --shutdown-delay SECONDS    on SIGTERM, how long to keep serving, not ready, before no
+                              longer accepting: the time the API server takes to stop
+                              calling this pod (default 0; the chart's 5; at most 60)
   --shutdown-timeout SECONDS  how long requests in flight may take on SIGTERM (default 25)
   --disable-compat-kind       cluster mode: do not watch RegistryRewriteRule objects
   --mrw-metrics               also export the Mutating Registry Webhook's metrics
@@ -164,6 +167,12 @@ export interface VerificationConfig {
   caFile?: string;
 }
 
+/**
+ * Endpoint changes reach the API server within a second or two even on a busy cluster; a
+ * longer delay only slows every rollout and eats into the pod's termination grace period.
+ */
+const MAX_SHUTDOWN_DELAY_S = 60;
+
 /** The API server waits at most 30 s for a webhook: a deadline must leave room to answer. */
 export const MAX_VERIFY_DEADLINE_MS = 25_000;
 
@@ -251,6 +260,7 @@ export interface ServeConfig {
   metricsHost: string;
   metricsPort: number;
   graceMs: number;
+  shutdownDelayMs: number;
   failClosed: boolean;
   namespaceLabel: string;
   mrwMetrics: boolean;
@@ -279,6 +289,7 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
       "tls-cipher-suites": { type: "string" },
       "fail-closed": { type: "boolean", default: false },
       "namespace-label": { type: "string", default: DEFAULT_NAMESPACE_LABEL },
+      "shutdown-delay": { type: "string", default: "0" },
       "shutdown-timeout": { type: "string", default: "25" },
       "log-level": { type: "string", default: "info" },
       "disable-compat-kind": { type: "boolean", default: false },
@@ -312,6 +323,12 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
   if (!(grace >= 0))
     throw usageError(
       `--shutdown-timeout must be a number of seconds, got ${JSON.stringify(values["shutdown-timeout"])}`,
+      "serve",
+    );
+  const delay = Number(values["shutdown-delay"]);
+  if (!(delay >= 0 && delay <= MAX_SHUTDOWN_DELAY_S))
+    throw usageError(
+      `--shutdown-delay must be 0 to ${MAX_SHUTDOWN_DELAY_S} seconds, got ${JSON.stringify(values["shutdown-delay"])}`,
       "serve",
     );
   const ciphers = cipherList(values["tls-cipher-suites"]);
@@ -349,6 +366,7 @@ export function parseServeConfig(argv: string[]): ServeConfig | undefined {
     metricsHost: values["metrics-bind-address"],
     metricsPort,
     graceMs: grace * 1000,
+    shutdownDelayMs: delay * 1000,
     failClosed: values["fail-closed"],
     namespaceLabel: values["namespace-label"],
     mrwMetrics: values["mrw-metrics"],
@@ -398,6 +416,7 @@ export async function buildApp(config: ServeConfig, logger: Logger): Promise<App
     runnables: [...(cluster?.runnables ?? []), checks.runnable],
     verification: checks.verification,
     failClosed: config.failClosed,
+    shutdownDelayMs: config.shutdownDelayMs,
     namespaceLabel: config.namespaceLabel,
     mrwMetrics: config.mrwMetrics,
     ...(config.ciphers ? { ciphers: config.ciphers } : {}),

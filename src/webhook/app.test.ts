@@ -96,6 +96,7 @@ function mutate(
   body = FIXTURE,
   path = "/mutate",
   contentType = "application/json",
+  agent: https.Agent | false = false,
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -103,7 +104,7 @@ function mutate(
         host: "127.0.0.1",
         port,
         ca,
-        agent: false,
+        agent,
         method: "POST",
         path,
         headers: { "content-type": contentType, "content-length": Buffer.byteLength(body) },
@@ -636,6 +637,53 @@ describe("graceful stop", () => {
 
     // A second stop is a no-op.
     await within(app.stop(5000), 1000, "second stop()");
+  });
+
+  it("with a shutdown delay, serves on (not ready, each response closing its connection) until the delay ends, then refuses", async () => {
+    const rules = new FakeRules();
+    rules.load(examples);
+    const { logger, lines } = captureLogger();
+    const app = await startApp({
+      rules,
+      certificates: staticCertificate(pair),
+      logger,
+      host: "127.0.0.1",
+      port: 0,
+      metricsHost: "127.0.0.1",
+      metricsPort: 0,
+      shutdownDelayMs: 1500,
+    });
+    // A client that keeps connections alive, as the API server does.
+    const agent = new https.Agent({ keepAlive: true });
+    const call = () => mutate(app.webhookPort, caPem, FIXTURE, "/mutate", "application/json", agent);
+    try {
+      assert.equal((await call()).headers.connection, "keep-alive");
+      const startedAt = Date.now();
+      const stopping = app.stop(1000);
+
+      // Within the delay: not ready, yet served, and each response closes its connection.
+      assert.equal((await probe(app.metricsPort, "/readyz")).status, 503);
+      for (let i = 0; i < 2; i++) {
+        const during = await call();
+        assert.equal(during.status, 200);
+        const { response } = JSON.parse(during.text) as { response: { patchType?: string } };
+        assert.equal(response.patchType, "JSONPatch");
+        assert.equal(during.headers.connection, "close");
+      }
+      assert.ok(Date.now() - startedAt < 1500, "answered within the delay");
+
+      await within(stopping, 5000, "stop()");
+      const elapsed = Date.now() - startedAt;
+      assert.ok(elapsed >= 1450, `stop() waited for the delay (${elapsed} ms)`);
+      assert.equal(await connectError(app.webhookPort), "ECONNREFUSED", "refused after the delay");
+      const messages = lines.map((line) => line.msg);
+      const delayed = messages.indexOf("shutting down: serving on while the API server drops this endpoint");
+      assert.ok(delayed >= 0 && delayed < messages.indexOf("shutting down: finishing requests in flight"));
+      assert.equal(lines[delayed]?.delayMs, 1500);
+    } finally {
+      agent.destroy();
+      await app.stop(0);
+    }
   });
 
   it("closes a request that does not finish within the grace period", async () => {

@@ -3,6 +3,7 @@
  * webhook server and the probes server, as runnables of one manager (`manager/manager.ts`).
  * `imageshift serve` and the tests both start it here.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { handleMutate, type MutateDependencies } from "../admission/mutate.ts";
 import { handleValidate } from "../admission/validate.ts";
 import type { Verification } from "../admission/verify.ts";
@@ -43,6 +44,12 @@ export interface AppOptions {
   runnables?: Runnable[];
   /** Registry checks for rule objects that ask for them (docs/mirrors.md). */
   verification?: Verification;
+  /**
+   * On stop, how long the webhook keeps serving (not ready, each response closing its
+   * connection) before it stops accepting: the time the API server takes to drop this pod
+   * from the Service's endpoints (docs/webhook.md, "Shutdown"). Default 0.
+   */
+  shutdownDelayMs?: number;
 }
 
 export interface RunningApp {
@@ -128,6 +135,12 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         webhookPort = (await server.listen(options.port, options.host)).port;
       },
       stop: async () => {
+        const delayMs = options.shutdownDelayMs ?? 0;
+        if (server && delayMs > 0) {
+          logger.info({ delayMs }, "shutting down: serving on while the API server drops this endpoint");
+          server.drain();
+          await sleep(delayMs);
+        }
         logger.info({ graceMs }, "shutting down: finishing requests in flight");
         await server?.close(graceMs);
       },

@@ -122,11 +122,20 @@ export class WebhookServer {
     return listen(this.server, port, host, "webhook");
   }
 
+  /**
+   * Keeps accepting and serving, but every response from now on carries `connection: close`:
+   * the API server opens a new connection for each call, so its calls follow the endpoint
+   * list as this pod leaves it, instead of reusing a connection to a pod about to close.
+   */
+  drain(): void {
+    this.closing = true;
+  }
+
   /** Stops accepting, lets requests in flight finish, then closes what is left after `graceMs`. */
   async close(graceMs: number): Promise<void> {
     // Responses from now on carry `connection: close`, so keep-alive connections end
     // with the request in flight instead of idling until the grace period runs out.
-    this.closing = true;
+    this.drain();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);

@@ -70,6 +70,7 @@ interface PodSpec {
   priorityClassName?: string;
   securityContext: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
   containers: Container[];
+  terminationGracePeriodSeconds?: number;
   volumes?: { name: string; secret?: { secretName: string } }[];
   nodeSelector?: Labels;
   tolerations?: unknown[];
@@ -638,6 +639,7 @@ describe("safe defaults (default render)", () => {
       "--metrics-port=8080",
       "--log-level=info",
       "--namespace-label=imageshift.dev",
+      "--shutdown-delay=5",
       `--leader-election-namespace=${NAMESPACE}`,
       "--leader-election-id=imageshift-leader",
       "--verify-deadline=2s",
@@ -986,6 +988,18 @@ const ROWS: Row[] = [
     args: set("logLevel=debug"),
     effect: "--log-level",
     check: (r) => assert.equal(r.arg("log-level"), "debug"),
+  },
+  {
+    values: ["shutdownDelaySeconds"],
+    args: set("shutdownDelaySeconds=12"),
+    effect: "--shutdown-delay, and a termination grace period that covers it and the 25 s drain",
+    check: (r) => {
+      assert.equal(r.arg("shutdown-delay"), "12");
+      assert.equal(r.pod.terminationGracePeriodSeconds, 42);
+      const byDefault = render();
+      assert.equal(byDefault.arg("shutdown-delay"), "5");
+      assert.equal(byDefault.pod.terminationGracePeriodSeconds, 35);
+    },
   },
   {
     values: ["failClosed"],
@@ -1570,6 +1584,7 @@ describe("values.schema.json refuses, at install, values the pod would crash-loo
     ["logLevel=verbose", set("logLevel=verbose"), /\/logLevel/],
     ["failurePolicy=fail (the wrong case)", set("failurePolicy=fail"), /\/failurePolicy/],
     ["replicaCount=0", set("replicaCount=0"), /\/replicaCount/],
+    ["shutdownDelaySeconds=61", set("shutdownDelaySeconds=61"), /\/shutdownDelaySeconds/],
     ["timeoutSeconds=31 (the API server's maximum is 30)", set("timeoutSeconds=31"), /\/timeoutSeconds/],
     ["image.pullPolicy=always", set("image.pullPolicy=always"), /\/image\/pullPolicy/],
     ["a fullnameOverride over 53 characters", set(`fullnameOverride=${"x".repeat(54)}`), /fullnameOverride/],
