@@ -584,11 +584,47 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     }
   });
 
-  it("one ImageShift pod killed: the other keeps serving, no admission fails", async () => {
+  it("one ImageShift pod killed: it serves on while the API server still calls it, the other keeps serving, no admission fails", async () => {
     const [victim] = await imageshiftPods();
     assert.ok(victim);
-    await cluster.kubectl.ok(["delete", "pod", victim.name, "-n", NAMESPACE, "--wait=false"]);
     const outcomes: Admission[] = [];
+    // The controllers frozen, the victim stays in the endpoints after its SIGTERM, as on a busy
+    // control plane: the API server goes on calling it. It must serve those calls (the chart's
+    // shutdownDelaySeconds, 5) instead of refusing them (with Ignore, pods admitted unchanged).
+    const thaw = cluster.pauseControllers();
+    let served: number;
+    try {
+      await cluster.kubectl.ok(["delete", "pod", victim.name, "-n", NAMESPACE, "--wait=false"]);
+      const victimLog = async () =>
+        (await cluster.kubectl.run(["logs", victim.name, "-n", NAMESPACE])).stdout
+          .split("\n")
+          .filter((line) => line.startsWith("{"))
+          .map((line) => JSON.parse(line) as { msg?: string });
+      await waitUntil(
+        "the victim's SIGTERM",
+        async () => (await victimLog()).some((line) => line.msg === "signal received"),
+        { timeoutMs: 30_000, intervalMs: 50 },
+      );
+      // Four at a time, so that enough calls reach the victim, well within its 5 s.
+      const windowEnd = Date.now() + 1500;
+      while (Date.now() < windowEnd)
+        outcomes.push(
+          ...(await Promise.all([ENABLED, STRICT, ENABLED, STRICT].map((ns) => admit(ns, source)))),
+        );
+      assert.equal(await readyEndpoints(), 2, "the victim is still in the endpoints");
+      const log = await victimLog();
+      const signalled = log.findIndex((line) => line.msg === "signal received");
+      served = log.slice(signalled).filter((line) => line.msg === "image rewritten").length;
+    } finally {
+      thaw();
+    }
+    console.log(`the victim served ${served} of ${outcomes.length} admissions after its SIGTERM`);
+    assert.deepEqual(
+      outcomes.filter((outcome) => outcome.image !== rewritten()),
+      [],
+      `all ${outcomes.length} admissions after the SIGTERM rewritten`,
+    );
+    assert.ok(served > 0, "the API server called the victim after its SIGTERM");
     let minEndpoints = Number.POSITIVE_INFINITY;
     await waitUntil(
       "the replacement to be Ready",

@@ -101,6 +101,12 @@ export interface Cluster {
   exposeRegistry(registry: Registry): Promise<string>;
   /** Reads a component's log (containerd, kubelet, kube-controller-manager, kube-scheduler, ...). */
   log(component: string): string;
+  /**
+   * Freezes kube-controller-manager (SIGSTOP) until the returned function thaws it (SIGCONT):
+   * EndpointSlices then lag behind pods, as on a busy control plane, while the kubelet goes on.
+   * stop() thaws it too.
+   */
+  pauseControllers(): () => void;
   /** Tears everything down (see the module comment); safe to call more than once. */
   stop(): Promise<void>;
 }
@@ -189,6 +195,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       }
     };
     const sock = dir && path.join(dir, "containerd", "containerd.sock");
+    procs.controllerManager?.child.kill("SIGCONT"); // paused by pauseControllers(): stoppable again
     // 1. Pods deleted through the API, while the kubelet runs, so that it stops their sandboxes
     //    (CNI DEL, network namespaces) itself.
     if (controlPlane && procs.kubelet?.exitDescription === undefined) {
@@ -485,6 +492,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         const host = `${network.gateway}:${port}`;
         await writeHosts(host);
         return host;
+      },
+      pauseControllers: () => {
+        const child = procs.controllerManager?.child;
+        child?.kill("SIGSTOP");
+        return () => void child?.kill("SIGCONT");
       },
       log: (component) => {
         try {
