@@ -164,7 +164,7 @@ describe("RegistryClient", () => {
     );
   });
 
-  test("429 and 503 carry their Retry-After, in ms and at most 300 s; a date or none is left out", async () => {
+  test("429 and 503 carry their Retry-After, in ms and at most 300 s, from seconds or a date; none is left out", async () => {
     assert.deepEqual(await check("busy/429/7", "1"), {
       state: "unknown",
       reason: "HTTP 429",
@@ -176,9 +176,11 @@ describe("RegistryClient", () => {
       retryAfterMs: MAX_RETRY_AFTER_MS,
     });
     assert.deepEqual(await check("busy/429/none", "1"), { state: "unknown", reason: "HTTP 429" });
-    assert.deepEqual(await check(`busy/503/${encodeURIComponent("Wed, 21 Oct 2015 07:28:00 GMT")}`, "1"), {
+    const later = new Date(Date.now() + 3_600_000).toUTCString();
+    assert.deepEqual(await check(`busy/503/${encodeURIComponent(later)}`, "1"), {
       state: "unknown",
       reason: "HTTP 503",
+      retryAfterMs: MAX_RETRY_AFTER_MS,
     });
   });
 
@@ -336,12 +338,26 @@ describe("helpers", () => {
     assert.deepEqual(parseChallenge(undefined), { scheme: "", params: {} });
   });
 
-  test("retryAfterMs reads seconds, bounded; anything else is undefined", () => {
+  test("retryAfterMs reads seconds or an HTTP date, bounded; anything else is undefined", () => {
     assert.equal(retryAfterMs("12"), 12_000);
     assert.equal(retryAfterMs([" 0 "]), 0);
     assert.equal(retryAfterMs("301"), MAX_RETRY_AFTER_MS);
-    for (const junk of [undefined, "", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "1".repeat(20)])
-      assert.equal(retryAfterMs(junk), undefined, String(junk));
+    const now = Date.parse("2026-11-30T12:00:00Z");
+    assert.equal(retryAfterMs("Mon, 30 Nov 2026 12:00:42 GMT", now), 42_000);
+    assert.equal(retryAfterMs("Mon, 30 Nov 2026 11:59:00 GMT", now), 0, "a date past");
+    assert.equal(retryAfterMs("Tue, 01 Dec 2026 12:00:00 GMT", now), MAX_RETRY_AFTER_MS);
+    for (const junk of [
+      undefined,
+      "",
+      "-1",
+      "1.5",
+      "1".repeat(20),
+      "Mon, 30 Nov 2026 12:00:42 CET",
+      "Monday, 30-Nov-26 12:00:42 GMT",
+      "Mon, 99 Nov 2026 12:00:42 GMT",
+      "tomorrow",
+    ])
+      assert.equal(retryAfterMs(junk, now), undefined, String(junk));
   });
 
   test("credentialIdentity names the user and a hash of the password, never the password", () => {

@@ -115,14 +115,20 @@ export function apiHost(host: string): string {
   return host === "docker.io" || host === "index.docker.io" ? "registry-1.docker.io" : host;
 }
 
+/** An HTTP date as RFC 9110 requires senders to write it: `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = /^\s*[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\s*$/;
+
 /**
- * A `Retry-After` in ms, at most `MAX_RETRY_AFTER_MS`; undefined when absent or not a number of
- * seconds (registries send seconds; an HTTP date is not read).
+ * A `Retry-After` in ms, at most `MAX_RETRY_AFTER_MS`: a number of seconds (what registries
+ * send), or an HTTP date, counted from `now` (a date past is 0). Undefined when absent or
+ * neither.
  */
-export function retryAfterMs(header: string | string[] | undefined): number | undefined {
+export function retryAfterMs(header: string | string[] | undefined, now = Date.now()): number | undefined {
   const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined || !/^\s*\d{1,9}\s*$/.test(value)) return undefined;
-  return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
+  if (value === undefined) return undefined;
+  if (/^\s*\d{1,9}\s*$/.test(value)) return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
+  const date = IMF_FIXDATE.test(value) ? Date.parse(value) : Number.NaN;
+  return Number.isNaN(date) ? undefined : Math.min(Math.max(date - now, 0), MAX_RETRY_AFTER_MS);
 }
 
 /**
