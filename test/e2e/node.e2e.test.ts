@@ -593,6 +593,7 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     // shutdownDelaySeconds, 5) instead of refusing them (with Ignore, pods admitted unchanged).
     const thaw = cluster.pauseControllers();
     let served: number;
+    let signalledAt = 0;
     try {
       await cluster.kubectl.ok(["delete", "pod", victim.name, "-n", NAMESPACE, "--wait=false"]);
       const victimLog = async () =>
@@ -605,6 +606,7 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
         async () => (await victimLog()).some((line) => line.msg === "signal received"),
         { timeoutMs: 30_000, intervalMs: 50 },
       );
+      signalledAt = Date.now();
       // Four at a time, so that enough calls reach the victim, well within its 5 s.
       const windowEnd = Date.now() + 1500;
       while (Date.now() < windowEnd)
@@ -618,7 +620,15 @@ describe("ImageShift installed with Helm on the node", { timeout: 15 * 60_000 },
     } finally {
       thaw();
     }
-    console.log(`the victim served ${served} of ${outcomes.length} admissions after its SIGTERM`);
+    const thawedAt = Date.now();
+    await waitUntil("the victim out of the endpoints", async () => (await readyEndpoints()) < 2, {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    // Within the victim's 5 s, or calls routed to it meanwhile would time out.
+    console.log(
+      `the victim served ${served} of ${outcomes.length} admissions after its SIGTERM; it left the endpoints ${Date.now() - signalledAt} ms after (${Date.now() - thawedAt} ms after the thaw)`,
+    );
     assert.deepEqual(
       outcomes.filter((outcome) => outcome.image !== rewritten()),
       [],
