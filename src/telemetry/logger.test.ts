@@ -1,8 +1,9 @@
-/** `createLogger` and `componentLogger` (src/telemetry/logger.ts): the `err` serializer and component children. */
+/** `createLogger` and `componentLogger` (src/telemetry/logger.ts): the `err` serializer, component children and the cached timestamp. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { pino } from "pino";
 import { KubeApiError } from "../errors.ts";
-import { componentLogger, serializeError } from "./logger.ts";
+import { componentLogger, isoTimeCached, serializeError } from "./logger.ts";
 import { captureLogger } from "./testing.ts";
 
 describe("logged errors", () => {
@@ -46,5 +47,27 @@ describe("componentLogger", () => {
     inner.info("two");
     assert.equal(lines[0]?.component, "rules");
     assert.equal(lines[1]?.component, "rules");
+  });
+});
+
+describe("isoTimeCached", () => {
+  test("writes what pino's isoTime writes, formatted again only when the millisecond changes", (t) => {
+    t.mock.timers.enable({ apis: ["Date"], now: Date.parse("2026-11-30T23:59:59.998Z") });
+    const time = isoTimeCached();
+    assert.equal(time(), pino.stdTimeFunctions.isoTime());
+    assert.equal(time(), ',"time":"2026-11-30T23:59:59.998Z"');
+    t.mock.timers.tick(1);
+    assert.equal(time(), ',"time":"2026-11-30T23:59:59.999Z"');
+    t.mock.timers.tick(1);
+    assert.equal(time(), ',"time":"2026-12-01T00:00:00.000Z"');
+    assert.equal(time(), pino.stdTimeFunctions.isoTime());
+  });
+
+  test("a logged line carries it as `time`", () => {
+    const { logger, lines } = captureLogger();
+    const before = Date.now();
+    logger.info("hello");
+    const at = Date.parse(String(lines[0]?.time));
+    assert.ok(at >= before && at <= Date.now(), String(lines[0]?.time));
   });
 });

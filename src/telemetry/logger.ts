@@ -25,11 +25,28 @@ export function serializeError(value: unknown): unknown {
   return serialized;
 }
 
+/**
+ * pino's `isoTime`, formatted once per millisecond: `toISOString` was a tenth of the CPU time of
+ * an admission that logs three rewrites, and lines logged within one millisecond share it.
+ */
+export function isoTimeCached(): () => string {
+  let at = Number.NaN;
+  let text = "";
+  return () => {
+    const now = Date.now();
+    if (now !== at) {
+      at = now;
+      text = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return text;
+  };
+}
+
 export function createLogger(level: LogLevel = "info", destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { app: "imageshift" },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeCached(),
     serializers: { err: serializeError },
   };
   return destination ? pino(options, destination) : pino(options);
