@@ -14,7 +14,7 @@ import { type Logger, silentLogger } from "../telemetry/logger.ts";
 import { ADMISSION_OUTCOMES, Metrics } from "../telemetry/metrics.ts";
 import { captureLogger } from "../telemetry/testing.ts";
 import { within } from "../testing.ts";
-import { type RunningApp, startApp } from "./app.ts";
+import { type AppOptions, type RunningApp, startApp } from "./app.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const FIXTURE = readFileSync(join(ROOT, "test", "fixtures", "admission", "pod-create.json"), "utf8");
@@ -179,11 +179,9 @@ before(async () => {
 async function start(
   rules: RuleSource,
   logger: Logger = silentLogger,
-  metrics?: Metrics,
-  mrwMetrics?: boolean,
+  options: Partial<AppOptions> = {},
 ): Promise<RunningApp> {
   return startApp({
-    ...(mrwMetrics === undefined ? {} : { mrwMetrics }),
     rules,
     certificates: staticCertificate(pair),
     logger,
@@ -191,7 +189,7 @@ async function start(
     port: 0,
     metricsHost: "127.0.0.1",
     metricsPort: 0,
-    ...(metrics ? { metrics } : {}),
+    ...options,
   });
 }
 
@@ -318,13 +316,13 @@ describe("probes", () => {
     const metrics = new Metrics();
     const rules = new FakeRules();
     rules.start = () => Promise.reject(new Error("unreadable"));
-    await assert.rejects(start(rules, silentLogger, metrics), /unreadable/);
+    await assert.rejects(start(rules, silentLogger, { metrics }), /unreadable/);
     assert.deepEqual(metrics.stop(), [false, false]);
   });
 
   it("with mrwMetrics, also the Mutating Registry Webhook's metric names; without, none", async () => {
     const rules = new FakeRules();
-    const app = await start(rules, silentLogger, undefined, true);
+    const app = await start(rules, silentLogger, { mrwMetrics: true });
     try {
       const before = await probe(app.metricsPort, "/metrics");
       assert.match(before.text, /^registry_rewriter_rules_count 0$/m);
@@ -369,7 +367,7 @@ describe("probes", () => {
     const rules = new FakeRules();
     rules.load(examples);
     const metrics = new Metrics();
-    const app = await start(rules, silentLogger, metrics);
+    const app = await start(rules, silentLogger, { metrics });
     try {
       assert.equal(app.metrics, metrics);
       await mutate(app.webhookPort, caPem);
@@ -643,16 +641,7 @@ describe("graceful stop", () => {
     const rules = new FakeRules();
     rules.load(examples);
     const { logger, lines } = captureLogger();
-    const app = await startApp({
-      rules,
-      certificates: staticCertificate(pair),
-      logger,
-      host: "127.0.0.1",
-      port: 0,
-      metricsHost: "127.0.0.1",
-      metricsPort: 0,
-      shutdownDelayMs: 1500,
-    });
+    const app = await start(rules, logger, { shutdownDelayMs: 1500 });
     // A client that keeps connections alive, as the API server does.
     const agent = new https.Agent({ keepAlive: true });
     const call = () => mutate(app.webhookPort, caPem, FIXTURE, "/mutate", "application/json", agent);
