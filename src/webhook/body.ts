@@ -177,12 +177,20 @@ export function readBody(
   // Refused for lack of room: the body is still read, and dropped, so that the client gets
   // the 429 on a connection that stays usable instead of a broken pipe mid-write.
   let busyError = busy(lease, declared);
+  // A declared length (what the API server sends) is read straight into one buffer of that
+  // size, which the lease has reserved: no chunks held next to their concatenation.
+  const whole = declared > 0 && !busyError ? Buffer.allocUnsafe(declared) : undefined;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
     request.on("data", (chunk: Buffer) => {
       if (tooLarge || busyError) return;
+      if (whole) {
+        // Node's parser delivers no more than Content-Length; `copy` would truncate anyway.
+        size += chunk.copy(whole, size);
+        return;
+      }
       size += chunk.length;
       if (size > limit) {
         tooLarge = true;
@@ -196,6 +204,7 @@ export function readBody(
     });
     request.on("end", () => {
       if (busyError) reject(busyError);
+      else if (whole) resolve(whole.subarray(0, size));
       else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     });
     request.on("error", reject);
