@@ -12,6 +12,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { podCreateReview } from "../src/admission/testing.ts";
 import { createCertificateAuthority, createServingCertificate } from "../src/certs/authority.ts";
+import { loopbackFlags } from "../src/testing.ts";
 import { freePorts } from "../test/e2e/harness/controlplane.ts";
 
 /** The container's NODE_OPTIONS (the Dockerfile's and the chart's `nodeOptions`). */
@@ -95,14 +96,7 @@ export async function startServe(options: {
       options.tls.cert,
       "--tls-key-file",
       options.tls.key,
-      "--bind-address",
-      "127.0.0.1",
-      "--metrics-bind-address",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--metrics-port",
-      String(metricsPort),
+      ...loopbackFlags(port, metricsPort),
     ],
     {
       stdio: ["ignore", "ignore", "inherit"],

@@ -15,6 +15,7 @@ import { helmPath } from "../../scripts/helm.ts";
 import { INSTALL_FILE, renderInstall } from "../../scripts/render-install.ts";
 import { localhostCertificate } from "../../src/certs/testing.ts";
 import { LOG_LEVELS } from "../../src/telemetry/logger.ts";
+import { loopbackFlags } from "../../src/testing.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const CHART = join(ROOT, "charts", "imageshift");
@@ -1515,8 +1516,8 @@ describe("helm test (templates/tests)", () => {
       [
         join(ROOT, "bin", "imageshift.js"),
         "serve",
-        ...["--rules", join(ROOT, "examples"), "--bind-address", "127.0.0.1", "--port", "0"],
-        ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0", "--self-signed-dir", dir],
+        ...["--rules", join(ROOT, "examples"), "--self-signed-dir", dir],
+        ...loopbackFlags(),
       ],
       { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
     );

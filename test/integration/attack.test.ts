@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
+import { loopbackFlags } from "../../src/testing.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "imageshift.js");
@@ -109,14 +110,7 @@ before(async () => {
       "serve",
       "--rules",
       join(ROOT, "examples"),
-      "--bind-address",
-      "127.0.0.1",
-      "--metrics-bind-address",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--metrics-port",
-      "0",
+      ...loopbackFlags(),
       "--self-signed-dir",
       selfSigned,
     ],

@@ -9,6 +9,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { loopbackFlags } from "../../src/testing.ts";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "imageshift.js");
@@ -63,8 +64,7 @@ export function startClusterServe(temp: string, extraArgs: string[], env: NodeJS
     [
       BIN,
       "serve",
-      ...["--bind-address", "127.0.0.1", "--port", "0"],
-      ...["--metrics-bind-address", "127.0.0.1", "--metrics-port", "0"],
+      ...loopbackFlags(),
       ...["--self-signed-dir", join(temp, "ca"), "--leader-election-namespace", "imageshift-system"],
       ...extraArgs,
     ],

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import jsonpatch, { type Operation } from "fast-json-patch";
+import { loopbackFlags } from "../../src/testing.ts";
 import { freePorts } from "../e2e/harness/controlplane.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -244,20 +245,7 @@ after(async () => {
 });
 
 function standardFlags(rules: string, selfSigned: string): string[] {
-  return [
-    "--rules",
-    rules,
-    "--bind-address",
-    "127.0.0.1",
-    "--metrics-bind-address",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--self-signed-dir",
-    selfSigned,
-  ];
+  return ["--rules", rules, ...loopbackFlags(), "--self-signed-dir", selfSigned];
 }
 
 describe("imageshift serve", () => {
@@ -451,21 +439,7 @@ describe("imageshift serve", () => {
     // Without --self-signed-dir: the default folder under $TMPDIR, here the test's temp folder.
     const env = { TMPDIR: temp };
     const servers = [first, second].map((port) =>
-      serve(
-        [
-          "--rules",
-          "examples/",
-          "--bind-address",
-          "127.0.0.1",
-          "--metrics-bind-address",
-          "127.0.0.1",
-          "--port",
-          String(port),
-          "--metrics-port",
-          "0",
-        ],
-        env,
-      ),
+      serve(["--rules", "examples/", ...loopbackFlags(port)], env),
     );
     try {
       const endpoints = [];

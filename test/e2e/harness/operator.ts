@@ -16,6 +16,7 @@ import { parseAllDocuments } from "yaml";
 import { helmPath } from "../../../scripts/helm.ts";
 import { createCertificateAuthority, createServingCertificate } from "../../../src/certs/authority.ts";
 import { captureLogger, type LogLine } from "../../../src/telemetry/testing.ts";
+import { loopbackFlags } from "../../../src/testing.ts";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const imageshiftBin = path.join(repoRoot, "bin", "imageshift.js");
@@ -226,14 +227,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
   const args = [
     imageshiftBin,
     "serve",
-    "--bind-address",
-    loopback,
-    "--metrics-bind-address",
-    loopback,
-    "--port",
-    String(options.port ?? 0),
-    "--metrics-port",
-    String(options.metricsPort ?? 0),
+    ...loopbackFlags(options.port, options.metricsPort),
     ...(options.certFile && options.keyFile
       ? ["--tls-cert-file", options.certFile, "--tls-key-file", options.keyFile]
       : []),

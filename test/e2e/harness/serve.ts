@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import jsonpatch, { type Operation } from "fast-json-patch";
 import { podCreateReview } from "../../../src/admission/testing.ts";
+import { loopbackFlags } from "../../../src/testing.ts";
 import { httpGet, type WebhookCertificates, waitUntil } from "./operator.ts";
 import type { Registry } from "./registries.ts";
 
@@ -74,14 +75,7 @@ export async function startServe(name: string, certs: WebhookCertificates, args:
     [
       BIN,
       "serve",
-      "--bind-address",
-      "127.0.0.1",
-      "--metrics-bind-address",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--metrics-port",
-      "0",
+      ...loopbackFlags(),
       "--tls-cert-file",
       certs.certFile,
       "--tls-key-file",
