@@ -21,42 +21,25 @@ import {
   RegistryClient,
   retryAfterMs,
 } from "./client.ts";
-
-const DIGEST = `sha256:${"d".repeat(64)}`;
+import { DIGEST, LoopbackServer } from "./testing.ts";
 
 /**
  * Repositories: `present` has tag `1`; `slow` never answers; `broken` answers 500;
  * `busy/<status>/<retry-after>` answers that status and header; `bearer/*` need a token (only
  * `bearer/app`'s is granted), `basic/*` Basic u:p, `negotiate/*` an auth scheme nobody speaks.
  */
-class ScriptedRegistry {
+class ScriptedRepositories extends LoopbackServer {
   readonly requests: { method: string; path: string; accept?: string; authorization?: string }[] = [];
   /** The Authorization of each token request ("none" when anonymous). */
   readonly tokenRequests: string[] = [];
   private readonly issued = new Set<string>();
-  private readonly server = createServer((req, res) => this.handle(req, res));
-  port = 0;
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-
-  get host(): string {
-    return `127.0.0.1:${this.port}`;
-  }
 
   /** Forgets every token issued: the next request with one is refused, as after a server-side expiry. */
   revokeTokens(): void {
     this.issued.clear();
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     if (url.pathname === "/token") {
       this.tokenRequests.push(req.headers.authorization ?? "none");
@@ -120,7 +103,7 @@ const basic = (username: string, password: string) =>
   `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
 
 describe("RegistryClient", () => {
-  const registry = new ScriptedRegistry();
+  const registry = new ScriptedRepositories();
   let client: RegistryClient;
   const requested: string[] = [];
 

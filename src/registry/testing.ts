@@ -17,18 +17,11 @@ export interface ScriptedAnswer {
 /** A 200 with `DIGEST`. */
 export const PRESENT: ScriptedAnswer = { status: 200, headers: { "docker-content-digest": DIGEST } };
 
-export class ScriptedRegistry {
-  /** Manifest answers by `repository:reference`; anything else answers 404. */
-  readonly manifests = new Map<string, ScriptedAnswer>();
-  /** When true, manifests need a Bearer token from `/token`, which grants one to anyone. */
-  tokenAuth = false;
-  /** Manifest requests, in order. */
-  readonly requests: { method: string; path: string; authorization: string }[] = [];
-  /** The Authorization of each token request ("none" when anonymous); token `tok.<n>` is the n-th. */
-  readonly tokenRequests: string[] = [];
-  private readonly issued = new Set<string>();
+/** An HTTP server on 127.0.0.1 and a free port; subclasses answer its requests. */
+export abstract class LoopbackServer {
   private readonly server = http.createServer((req, res) => this.handle(req, res));
-  private port = 0;
+  /** Its port, once started. */
+  port = 0;
 
   get host(): string {
     return `127.0.0.1:${this.port}`;
@@ -44,13 +37,27 @@ export class ScriptedRegistry {
     await new Promise((resolve) => this.server.close(resolve));
   }
 
-  /** Connections open to the registry now (keep-alive ones included). */
+  /** Connections open to it now (keep-alive ones included). */
   connections(): Promise<number> {
     // Its error is for cluster workers' handles; this server is the process's own.
     return new Promise((resolve) => this.server.getConnections((_error, count) => resolve(count)));
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected abstract handle(req: IncomingMessage, res: ServerResponse): void;
+}
+
+export class ScriptedRegistry extends LoopbackServer {
+  /** Manifest answers by `repository:reference`; anything else answers 404. */
+  readonly manifests = new Map<string, ScriptedAnswer>();
+  /** When true, manifests need a Bearer token from `/token`, which grants one to anyone. */
+  tokenAuth = false;
+  /** Manifest requests, in order. */
+  readonly requests: { method: string; path: string; authorization: string }[] = [];
+  /** The Authorization of each token request ("none" when anonymous); token `tok.<n>` is the n-th. */
+  readonly tokenRequests: string[] = [];
+  private readonly issued = new Set<string>();
+
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(String(req.url), "http://127.0.0.1");
     const authorization = req.headers.authorization ?? "none";
     if (url.pathname === "/token") {
