@@ -360,18 +360,30 @@ function rethrowWith(tail: () => string) {
   };
 }
 
+export interface TextResponse {
+  status: number;
+  body: string;
+}
+
+/** Reads a response whole: `resolve` gets its status and text, `reject` its error. */
+export function readResponse(
+  res: http.IncomingMessage,
+  resolve: (response: TextResponse) => void,
+  reject: (error: Error) => void,
+): void {
+  let body = "";
+  res.setEncoding("utf8");
+  res.on("data", (chunk: string) => {
+    body += chunk;
+  });
+  res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+  res.on("error", reject);
+}
+
 /** GET with a 2 s bound; a connection error rejects. */
-export function httpGet(url: string): Promise<{ status: number; body: string }> {
+export function httpGet(url: string): Promise<TextResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 2000, agent: false }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        body += chunk;
-      });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on("error", reject);
-    });
+    const req = http.get(url, { timeout: 2000, agent: false }, (res) => readResponse(res, resolve, reject));
     req.on("timeout", () => req.destroy(new Error(`GET ${url} timed out`)));
     req.on("error", reject);
   });

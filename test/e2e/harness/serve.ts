@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import jsonpatch, { type Operation } from "fast-json-patch";
 import { podCreateReview } from "../../../src/admission/testing.ts";
 import { loopbackFlags } from "../../../src/testing.ts";
-import { httpGet, type WebhookCertificates, waitUntil } from "./operator.ts";
+import { httpGet, readResponse, type TextResponse, type WebhookCertificates, waitUntil } from "./operator.ts";
 import type { Registry } from "./registries.ts";
 
 export const BIN = fileURLToPath(new URL("../../../bin/imageshift.js", import.meta.url));
@@ -200,7 +200,7 @@ export interface AdmissionResponse {
 }
 
 /** One HTTPS POST (10 s bound), trusting `ca`; no connection reuse. */
-export function postJson(url: URL, ca: string, value: unknown): Promise<{ status: number; body: string }> {
+export function postJson(url: URL, ca: string, value: unknown): Promise<TextResponse> {
   const payload = JSON.stringify(value);
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -212,15 +212,7 @@ export function postJson(url: URL, ca: string, value: unknown): Promise<{ status
         timeout: 10_000,
         headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
       },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          body += chunk;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on("error", reject);
-      },
+      (res) => readResponse(res, resolve, reject),
     );
     req.on("timeout", () => req.destroy(new Error(`POST ${url} timed out`)));
     req.on("error", reject);
