@@ -90,6 +90,18 @@ describe("mirror checks in cluster mode: credentials from a Secret, RegistriesRe
     return object.status?.conditions?.find((c) => c.type === "RegistriesReachable");
   }
 
+  /** Waits (30 s at most) for the object's RegistriesReachable to have `status`; returns it. */
+  function reachableTurns(name: string, status: "True" | "False"): Promise<Condition> {
+    return waitUntil(
+      `Imageshift/${name}'s RegistriesReachable ${status}`,
+      async () => {
+        const condition = await registriesReachable(name);
+        return condition?.status === status && condition;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+  }
+
   before(async () => {
     cp = await startControlPlane({ buildTimeoutMs: 45 * 60_000 });
     k = kubectlFor(cp.kubeconfigPath);
@@ -258,12 +270,7 @@ describe("mirror checks in cluster mode: credentials from a Secret, RegistriesRe
   });
 
   it("RegistriesReachable turns False naming the mirror while it is down, and True again after", async () => {
-    const reachable = await waitUntil(
-      "Imageshift/flaky's RegistriesReachable",
-      async () =>
-        (await registriesReachable("flaky"))?.status === "True" && (await registriesReachable("flaky")),
-      { timeoutMs: 30_000, intervalMs: 250 },
-    );
+    const reachable = await reachableTurns("flaky", "True");
     assert.equal(reachable.message, `no failed check on ${flaky.host}`);
     const image = `${SOURCE}/f/app:v1`;
     try {
@@ -272,14 +279,7 @@ describe("mirror checks in cluster mode: credentials from a Secret, RegistriesRe
       assert.deepEqual(kept.images, { app: image });
       assert.match(kept.record["containers/app"]?.check ?? "", new RegExp(`: unknown: .*${REFUSED}`));
       // The leader compares the checks' last errors every 10 s.
-      const down = await waitUntil(
-        "RegistriesReachable False",
-        async () => {
-          const condition = await registriesReachable("flaky");
-          return condition?.status === "False" && condition;
-        },
-        { timeoutMs: 30_000, intervalMs: 250 },
-      );
+      const down = await reachableTurns("flaky", "False");
       assert.equal(down.reason, "CheckFailed");
       assert.match(down.message ?? "", new RegExp(`^${flaky.host}: .*${REFUSED}.* \\(at \\d{4}-`));
       assert.equal(
@@ -292,14 +292,7 @@ describe("mirror checks in cluster mode: credentials from a Secret, RegistriesRe
     }
     const rewritten = await createPod("team-a", { app: image });
     assert.deepEqual(rewritten.images, { app: `${flaky.host}/f/app:v1` });
-    const back = await waitUntil(
-      "RegistriesReachable True again",
-      async () => {
-        const condition = await registriesReachable("flaky");
-        return condition?.status === "True" && condition;
-      },
-      { timeoutMs: 30_000, intervalMs: 250 },
-    );
+    const back = await reachableTurns("flaky", "True");
     assert.equal(back.reason, "Reachable");
   });
 });
